@@ -1,0 +1,42 @@
+# cxrad developer commands. `make help` lists them.
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+ARGS ?=
+
+.DEFAULT_GOAL := help
+
+help: ## Show this help
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## Create .venv and install cxrad with its dev extras
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+run: install ## Run the main job (synthetic films, PatchCore, pretrained EfficientNet-Lite0); ARGS=... adds overrides
+	$(PY) -m cxrad.run $(ARGS)
+
+test: install ## Run the default test suite (offline, CPU, well under 15 minutes)
+	$(PY) -m pytest -q $(ARGS)
+
+test-slow: install ## Run only the slow tests
+	$(PY) -m pytest -q -m slow $(ARGS)
+
+lint: install ## Ruff lint and format check
+	$(VENV)/bin/ruff check cxrad tests
+	$(VENV)/bin/ruff format --check cxrad tests
+
+format: install ## Apply ruff fixes and formatting
+	$(VENV)/bin/ruff check --fix cxrad tests
+	$(VENV)/bin/ruff format cxrad tests
+
+clean: ## Remove outputs and caches (keeps .venv)
+	rm -rf outputs multirun .cache .pytest_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: help install run test test-slow lint format clean

@@ -1,0 +1,3 @@
+"""cxrad: metadata-conditioned anomaly detection on chest X-rays."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,88 @@
+"""Torch dataset over the sample table: each row becomes a :class:`CxrItem`."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+from torchvision.tv_tensors import Image, Mask
+
+from cxrad.data.items import CxrBatch, CxrItem
+from cxrad.data.metadata import MetadataEncoder
+from cxrad.preprocessing import PreprocessConfig, build_transform, read_grayscale
+
+
+def parse_boxes(text: str) -> list[tuple[str, float, float, float, float]]:
+    """Parse ``'Kind:x,y,w,h;...'`` into ``(kind, x, y, w, h)`` tuples.
+
+    Example:
+        >>> parse_boxes("Nodule:10,20,5,6")
+        [('Nodule', 10.0, 20.0, 5.0, 6.0)]
+    """
+    boxes = []
+    for part in filter(None, str(text).split(";")):
+        kind, coords = part.rsplit(":", 1)
+        x, y, w, h = (float(v) for v in coords.split(","))
+        boxes.append((kind, x, y, w, h))
+    return boxes
+
+
+def lesion_mask(row: pd.Series, shape: tuple[int, int]) -> np.ndarray:
+    """Ground-truth mask in the file's frame: the mask file if any, else the boxes filled, else zeros."""
+    if row.mask_path:
+        mask = cv2.imread(row.mask_path, cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            msg = f"cannot read mask {row.mask_path} for {row.image_path}; fix or clear its mask_path"
+            raise ValueError(msg)
+        return cv2.resize(mask, shape[::-1], interpolation=cv2.INTER_NEAREST)
+    mask = np.zeros(shape, dtype=np.uint8)
+    if row.boxes and row.boxes_frame:
+        scale_y, scale_x = shape[0] / row.boxes_frame, shape[1] / row.boxes_frame
+        for _, x, y, w, h in parse_boxes(row.boxes):
+            p0 = (int(x * scale_x), int(y * scale_y))
+            p1 = (int((x + w) * scale_x), int((y + h) * scale_y))
+            cv2.rectangle(mask, p0, p1, 255, thickness=-1)
+    return mask
+
+
+class CxrDataset(Dataset):
+    """Films of one split, preprocessed, with label, mask and encoded metadata."""
+
+    def __init__(self, table: pd.DataFrame, preprocess: PreprocessConfig) -> None:
+        self.table = table
+        self.transform = build_transform(preprocess)
+        self.encoder = MetadataEncoder()
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    def __getitem__(self, index: int) -> CxrItem:
+        row = self.table.iloc[index]
+        gray = read_grayscale(row.image_path)
+        out = self.transform(image=gray, mask=lesion_mask(row, gray.shape))
+        image = torch.from_numpy(out["image"]).permute(2, 0, 1).float().div(255.0)
+        return CxrItem(
+            image=Image(image),
+            gt_label=torch.tensor(int(row.label)),
+            gt_mask=Mask(torch.from_numpy(out["mask"] > 0)),
+            image_path=str(row.image_path),
+            metadata=self.encoder.encode(float(row.age), str(row.sex), str(row.view)),
+            sample_index=torch.tensor(int(row.name)),
+        )
+
+
+def make_loader(
+    table: pd.DataFrame, preprocess: PreprocessConfig, batch_size: int, num_workers: int, shuffle: bool, seed: int
+) -> DataLoader:
+    """DataLoader collating :class:`CxrItem` into :class:`CxrBatch`."""
+    return DataLoader(
+        CxrDataset(table, preprocess),
+        batch_size=batch_size,
+        shuffle=shuffle,
+        num_workers=num_workers,
+        collate_fn=CxrBatch.collate,
+        generator=torch.Generator().manual_seed(seed),
+        persistent_workers=num_workers > 0,
+    )

@@ -1,0 +1,1 @@
+"""Model parts shared by several detectors."""

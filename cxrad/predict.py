@@ -1,0 +1,82 @@
+"""Collect raw scores (and a few anomaly maps) from ``Engine.predict`` without holding every batch."""
+
+from __future__ import annotations
+
+import heapq
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from anomalib.engine import Engine
+from anomalib.models import AnomalibModule
+from lightning.pytorch import Callback
+from torch.utils.data import DataLoader
+
+
+@dataclass
+class ExtremeMaps:
+    """The anomaly maps of the ``k`` highest- and ``k`` lowest-scoring films seen so far."""
+
+    k: int
+    top: list[tuple[float, int, np.ndarray]] = field(default_factory=list)
+    bottom: list[tuple[float, int, np.ndarray]] = field(default_factory=list)
+
+    def offer(self, score: float, index: int, anomaly_map: torch.Tensor) -> None:
+        if self.k <= 0:
+            return
+        for heap, key in ((self.top, score), (self.bottom, -score)):
+            if len(heap) < self.k or key > heap[0][0]:
+                entry = (key, index, anomaly_map.squeeze().float().cpu().numpy())
+                (heapq.heapreplace if len(heap) >= self.k else heapq.heappush)(heap, entry)
+
+    def maps(self) -> dict[int, np.ndarray]:
+        return {index: amap for _, index, amap in self.top + self.bottom}
+
+
+class ScoreCollector(Callback):
+    """Lightning callback that keeps each predicted film's raw score and the extreme anomaly maps."""
+
+    def __init__(self, k_maps: int = 0) -> None:
+        self.k_maps = k_maps
+        self.reset()
+
+    def reset(self) -> None:
+        self.indices: list[int] = []
+        self.scores: list[float] = []
+        self.extremes = ExtremeMaps(self.k_maps)
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
+        scores = outputs.pred_score.detach().reshape(-1).float().cpu()
+        indices = outputs.sample_index.detach().reshape(-1).cpu()
+        self.indices.extend(indices.tolist())
+        self.scores.extend(scores.tolist())
+        if outputs.anomaly_map is not None:
+            for score, index, amap in zip(scores.tolist(), indices.tolist(), outputs.anomaly_map, strict=True):
+                self.extremes.offer(score, index, amap)
+
+
+@dataclass
+class Scores:
+    """Raw scores of one split, indexed like the sample table, plus extreme anomaly maps and timing."""
+
+    score: pd.Series
+    maps: dict[int, np.ndarray]
+    seconds: float
+
+
+def predict_scores(
+    engine: Engine, model: AnomalibModule, loader: DataLoader, collector: ScoreCollector, k_maps: int = 0
+) -> Scores:
+    """Score every film of ``loader`` with ``model``; NaN/inf scores are an error, not a silent zero."""
+    collector.k_maps = k_maps
+    collector.reset()
+    start = time.perf_counter()
+    engine.predict(model=model, dataloaders=loader, return_predictions=False)
+    seconds = time.perf_counter() - start
+    score = pd.Series(collector.scores, index=collector.indices, name="score").sort_index()
+    if not np.isfinite(score.to_numpy()).all():
+        msg = f"{int((~np.isfinite(score)).sum())} films got non-finite anomaly scores; the model diverged"
+        raise FloatingPointError(msg)
+    return Scores(score=score, maps=collector.extremes.maps(), seconds=seconds)

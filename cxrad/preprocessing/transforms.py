@@ -1,0 +1,70 @@
+"""Decode any chest film to 8-bit grayscale and turn it into the network's 3-channel input."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import albumentations as A
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Preprocessing knobs (``conf/preprocessing/*.yaml``).
+
+    Args:
+        image_size: side of the square network input in pixels.
+        center_crop: fraction of the (resized) film kept by the center crop; 1.0 keeps everything.
+        clahe: apply contrast-limited adaptive histogram equalisation.
+        clip_limit: CLAHE clip limit.
+        tile_grid_size: CLAHE tiles per side.
+    """
+
+    image_size: int = 256
+    center_crop: float = 1.0
+    clahe: bool = True
+    clip_limit: float = 2.0
+    tile_grid_size: int = 8
+
+    def __post_init__(self) -> None:
+        if self.image_size < 32:
+            msg = f"preprocessing.image_size={self.image_size} is too small; use at least 32 (e.g. 224 or 256)"
+            raise ValueError(msg)
+        if not 0.2 <= self.center_crop <= 1.0:
+            msg = f"preprocessing.center_crop={self.center_crop} must be a fraction in [0.2, 1.0]"
+            raise ValueError(msg)
+
+
+def read_grayscale(path: str | Path) -> np.ndarray:
+    """Read a film as 8-bit grayscale, whatever its PNG mode (8/16-bit, gray, RGB, RGBA, palette).
+
+    Raises:
+        ValueError: when the file cannot be decoded.
+    """
+    image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        msg = f"cannot decode image {path}: the file is missing, empty or not an image"
+        raise ValueError(msg)
+    if image.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        image = cv2.cvtColor(image, code)
+    if image.dtype != np.uint8:
+        # 16-bit films use only part of their range: stretch what is there rather than dividing by 257.
+        image = cv2.normalize(image.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    return image
+
+
+def build_transform(config: PreprocessConfig) -> A.Compose:
+    """Albumentations pipeline; masks follow the geometry (resize/crop) but not the intensity steps."""
+    resize_to = int(round(config.image_size / config.center_crop))
+    steps: list[A.BasicTransform] = [
+        A.SmallestMaxSize(max_size=resize_to, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST),
+        A.CenterCrop(height=config.image_size, width=config.image_size),
+    ]
+    if config.clahe:
+        grid = (config.tile_grid_size, config.tile_grid_size)
+        steps.append(A.CLAHE(clip_limit=(config.clip_limit, config.clip_limit), tile_grid_size=grid, p=1.0))
+    steps.append(A.ToRGB(p=1.0))
+    return A.Compose(steps)

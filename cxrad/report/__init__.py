@@ -1,0 +1,1 @@
+"""Run reports: figures and tables for reviewers and radiologists."""

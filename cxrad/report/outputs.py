@@ -1,0 +1,91 @@
+"""Write a run's contract files: ``metrics.json``, ``predictions.csv``, plots and heatmap overlays."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cxrad.data.dataset import CxrDataset
+from cxrad.preprocessing import PreprocessConfig
+from cxrad.report.overlay import overlay_heatmap, panel_caption
+from cxrad.report.plots import plot_pr, plot_roc, plot_score_distribution, save_heatmap_grid
+from cxrad.threshold import Threshold
+
+PREDICTION_COLUMNS = (
+    "image_path", "label", "score", "pred_label", "age", "sex", "view", "finding_labels", "patient_id",
+)
+
+
+def _atomic_write(path: Path, write: callable) -> None:
+    """Write through a temporary file and rename, so readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    _atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(payload, indent=2, allow_nan=False)))
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> None:
+    _atomic_write(path, lambda tmp: frame.to_csv(tmp, index=False))
+
+
+def predictions_table(samples: pd.DataFrame, score: pd.Series, threshold: Threshold) -> pd.DataFrame:
+    """Test films with their raw score and the label predicted at ``threshold``."""
+    frame = samples.loc[score.index].copy()
+    frame["score"] = score
+    frame["pred_label"] = (frame["score"] >= threshold.value).astype(int)
+    return frame[list(PREDICTION_COLUMNS)]
+
+
+def write_plots(out_dir: Path, predictions: pd.DataFrame, threshold: Threshold, title: str) -> dict[str, Path]:
+    """ROC, PR and score-by-view plots; returns name -> path (also what trackers log)."""
+    return {
+        "roc": plot_roc(predictions, out_dir / "roc.png", f"ROC - {title}", threshold=threshold),
+        "pr": plot_pr(predictions, out_dir / "pr.png", f"Precision-recall - {title}", threshold=threshold),
+        "score_by_view": plot_score_distribution(predictions, threshold, out_dir / "score_by_view.png", title),
+    }
+
+
+def write_heatmaps(
+    out_dir: Path, samples: pd.DataFrame, predictions: pd.DataFrame, maps: dict[int, np.ndarray],
+    preprocess: PreprocessConfig,
+) -> Path | None:
+    """Overlay each extreme-scoring film's anomaly map; save panels and a grid (highest first)."""
+    if not maps:
+        return None
+    heat_dir = out_dir / "heatmaps"
+    heat_dir.mkdir(parents=True, exist_ok=True)
+    dataset = CxrDataset(samples, preprocess)
+    order = predictions.loc[list(maps)].sort_values("score", ascending=False)
+    panels = []
+    for rank, (index, row) in enumerate(order.iterrows()):
+        item = dataset[samples.index.get_loc(index)]
+        film = (item.image[0].numpy() * 255).astype(np.uint8)
+        caption = panel_caption(row.score, int(row.label), row.finding_labels, row.age, row.sex, row.view)
+        panel = overlay_heatmap(film, maps[index], mask=item.gt_mask.numpy(), caption=caption)
+        panels.append(panel)
+        name = f"{rank:02d}_{Path(row.image_path).stem}.png"
+        _save_rgb(heat_dir / name, panel)
+    return save_heatmap_grid(panels, None, out_dir / "heatmaps" / "grid.png", ncols=min(4, len(panels)))
+
+
+def _save_rgb(path: Path, rgb: np.ndarray) -> None:
+    import cv2
+
+    cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+__all__ = ["predictions_table", "write_csv", "write_heatmaps", "write_json", "write_plots"]

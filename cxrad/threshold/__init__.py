@@ -1,0 +1,21 @@
+"""Thresholds on raw anomaly scores: unsupervised rules on normal validation scores, plus an F1 oracle.
+
+Example:
+    >>> import numpy as np
+    >>> from cxrad.threshold import fit_threshold
+    >>> fit_threshold("percentile", np.arange(101.0), q=95.0).value
+    95.0
+"""
+
+from cxrad.threshold.fit import METHODS, Threshold, fit_threshold
+from cxrad.threshold.methods import f1_oracle_threshold, gmm_threshold, otsu_threshold, percentile_threshold
+
+__all__ = [
+    "METHODS",
+    "Threshold",
+    "f1_oracle_threshold",
+    "fit_threshold",
+    "gmm_threshold",
+    "otsu_threshold",
+    "percentile_threshold",
+]
