@@ -40,23 +40,40 @@ def run(cfg: DictConfig) -> dict:
         samples, data_report = prepare_samples(
             instantiate(cfg.data.source, _convert_="all"),
             SplitConfig(**cfg.data.split, seed=cfg.seed),
-            cfg.data.max_train, cfg.data.max_val, cfg.data.max_test,
+            cfg.data.max_train,
+            cfg.data.max_val,
+            cfg.data.max_test,
         )
         write_csv(out_dir / "samples.csv", samples)
         preprocess = PreprocessConfig(**cfg.preprocessing)
         loaders = {
-            split: make_loader(samples[samples.split == split], preprocess, cfg.data.batch_size,
-                               cfg.data.num_workers, shuffle=split == "train", seed=cfg.seed)
+            split: make_loader(
+                samples[samples.split == split],
+                preprocess,
+                cfg.data.batch_size,
+                cfg.data.num_workers,
+                shuffle=split == "train",
+                seed=cfg.seed,
+            )
             for split in ("train", "val", "test")
         }
         backbone = BackboneConfig(**OmegaConf.to_container(cfg.backbone, resolve=True))
         model = instantiate(cfg.model.detector, _convert_="all")(
-            backbone=backbone, image_size=preprocess.image_size, seed=cfg.seed
+            backbone=backbone,
+            image_size=preprocess.image_size,
+            seed=cfg.seed,
+            conditioning=OmegaConf.to_container(cfg.metadata_conditioning, resolve=True),
         )
         collector = ScoreCollector()
-        engine = Engine(default_root_dir=out_dir, accelerator=cfg.accelerator, devices=1, logger=False,
-                        max_epochs=cfg.model.max_epochs, callbacks=[collector],
-                        enable_progress_bar=cfg.progress_bar)
+        engine = Engine(
+            default_root_dir=out_dir,
+            accelerator=cfg.accelerator,
+            devices=1,
+            logger=False,
+            max_epochs=cfg.model.max_epochs,
+            callbacks=[collector],
+            enable_progress_bar=cfg.progress_bar,
+        )
         start = time.perf_counter()
         engine.fit(model=model, train_dataloaders=loaders["train"])
         fit_seconds = time.perf_counter() - start
@@ -64,16 +81,23 @@ def run(cfg: DictConfig) -> dict:
         test = predict_scores(engine, model, loaders["test"], collector, k_maps=cfg.heatmap_top_k)
         test_labels = samples.loc[test.score.index, "label"].to_numpy()
         threshold = fit_threshold(
-            cfg.threshold.method, val.score.to_numpy(), test_scores=test.score.to_numpy(),
-            test_labels=test_labels, seed=cfg.seed,
+            cfg.threshold.method,
+            val.score.to_numpy(),
+            test_scores=test.score.to_numpy(),
+            test_labels=test_labels,
+            seed=cfg.seed,
             **{k: v for k, v in cfg.threshold.items() if k != "method"},
         )
         predictions = predictions_table(samples, test.score, threshold)
         metrics = {
             **compute_image_metrics(predictions, threshold),
-            "model": cfg.model.name, "backbone": cfg.backbone.name if cfg.model.name != "draem" else "none",
-            "metadata_conditioning": cfg.metadata_conditioning.name, "data": cfg.data.name,
-            **data_report, "fit_seconds": fit_seconds, "test_seconds": test.seconds,
+            "model": cfg.model.name,
+            "backbone": cfg.backbone.name if cfg.model.name != "draem" else "none",
+            "metadata_conditioning": cfg.metadata_conditioning.name,
+            "data": cfg.data.name,
+            **data_report,
+            "fit_seconds": fit_seconds,
+            "test_seconds": test.seconds,
         }
         write_csv(out_dir / "predictions.csv", predictions)
         write_json(out_dir / "metrics.json", metrics)
@@ -81,8 +105,12 @@ def run(cfg: DictConfig) -> dict:
         grid = write_heatmaps(out_dir, samples, predictions, test.maps, preprocess)
         track.log_metrics(metrics)
         track.log_images({**figures, **({"heatmaps": grid} if grid else {})})
-    log.info("AUROC %.3f, leakage %.3f -> %s", metrics["image_auroc"] or float("nan"),
-             metrics["normal_view_leakage_auroc"] or float("nan"), out_dir)
+    log.info(
+        "AUROC %.3f, leakage %.3f -> %s",
+        metrics["image_auroc"] or float("nan"),
+        metrics["normal_view_leakage_auroc"] or float("nan"),
+        out_dir,
+    )
     return metrics
 
 
@@ -90,7 +118,8 @@ def _sweep_name() -> str | None:
     if not HydraConfig.initialized():
         return None
     hydra_cfg = HydraConfig.get()
-    return Path(hydra_cfg.sweep.dir).name if hydra_cfg.mode.name == "MULTIRUN" else None
+    multirun = hydra_cfg.mode is not None and hydra_cfg.mode.name == "MULTIRUN"
+    return Path(hydra_cfg.sweep.dir).name if multirun else None
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")

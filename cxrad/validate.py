@@ -8,7 +8,7 @@ from cxrad.backbone import validate_layers
 from cxrad.model import FASTFLOW_BACKBONES
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
 
-CONDITIONING = ("none",)
+CONDITIONING = ("none", "film")
 
 
 def _fail(message: str) -> None:

@@ -140,11 +140,13 @@ def load_pretrained(module: nn.Module, config: BackboneConfig) -> None:
         log.warning("backbone %s uses RANDOM weights (backbone.pretrained=false)", config.name)
         return
     state = pretrained_state_dict(config)
-    result = module.load_state_dict(state, strict=False)
-    if result.missing_keys:
+    expected = module.state_dict()
+    missing = [k for k, v in expected.items() if k not in state or state[k].shape != v.shape]
+    if missing:
         msg = (
-            f"weights for backbone={config.name} lack {len(result.missing_keys)} tensors of the feature "
-            f"extractor (e.g. {result.missing_keys[:3]}); the file is for another architecture"
+            f"weights for backbone={config.name} lack or mis-shape {len(missing)} tensors of the feature "
+            f"extractor (e.g. {missing[:3]}); the file is for another architecture"
         )
         raise BackboneWeightsError(msg)
+    module.load_state_dict({k: state[k] for k in expected})
     log.info("backbone %s: loaded pretrained weights", config.name)

@@ -74,7 +74,12 @@ class CxrDataset(Dataset):
 
 
 def make_loader(
-    table: pd.DataFrame, preprocess: PreprocessConfig, batch_size: int, num_workers: int, shuffle: bool, seed: int
+    table: pd.DataFrame,
+    preprocess: PreprocessConfig,
+    batch_size: int,
+    num_workers: int,
+    shuffle: bool,
+    seed: int,
 ) -> DataLoader:
     """DataLoader collating :class:`CxrItem` into :class:`CxrBatch`."""
     return DataLoader(

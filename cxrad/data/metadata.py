@@ -100,7 +100,14 @@ class MetadataEncoder:
     """
 
     names: tuple[str, ...] = (
-        "age_z", "age_missing", "sex_M", "sex_F", "sex_unknown", "view_PA", "view_AP", "view_unknown",
+        "age_z",
+        "age_missing",
+        "sex_M",
+        "sex_F",
+        "sex_unknown",
+        "view_PA",
+        "view_AP",
+        "view_unknown",
     )
 
     @property

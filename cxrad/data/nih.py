@@ -35,7 +35,7 @@ def find_file(root: Path, names: Sequence[str]) -> Path | None:
 def index_images(root: Path) -> dict[str, str]:
     """Map PNG file name -> absolute path for every PNG below ``root``."""
     found: dict[str, str] = {}
-    for dirpath, _, filenames in os.walk(root):
+    for dirpath, _, filenames in os.walk(root, followlinks=True):  # image folders are often symlinked
         for name in filenames:
             if name.lower().endswith(".png"):
                 found.setdefault(name, os.path.join(dirpath, name))
@@ -51,14 +51,16 @@ def read_metadata(path: Path) -> pd.DataFrame:
     if missing or sex_column is None:
         msg = f"{path} is not an NIH Data_Entry file: missing {missing or ['Patient Gender']}"
         raise ValueError(msg)
-    frame = pd.DataFrame({
-        "image_name": raw["Image Index"].astype(str),
-        "finding_labels": raw["Finding Labels"].astype(str),
-        "patient_id": raw["Patient ID"].astype(str),
-        "age": raw["Patient Age"],
-        "sex": raw[sex_column],
-        "view": raw["View Position"],
-    })
+    frame = pd.DataFrame(
+        {
+            "image_name": raw["Image Index"].astype(str),
+            "finding_labels": raw["Finding Labels"].astype(str),
+            "patient_id": raw["Patient ID"].astype(str),
+            "age": raw["Patient Age"],
+            "sex": raw[sex_column],
+            "view": raw["View Position"],
+        }
+    )
     if {"OriginalImage[Width", "OriginalImagePixelSpacing[x"} <= set(raw.columns):
         # mm per pixel in the 1024 frame = spacing at original size x original width / 1024.
         frame["pixel_spacing_mm"] = raw["OriginalImagePixelSpacing[x"] * raw["OriginalImage[Width"] / 1024

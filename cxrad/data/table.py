@@ -142,7 +142,10 @@ def check_splits(frame: pd.DataFrame) -> None:
     """Fail before any training when a split cannot support the run."""
     counts = frame.groupby(["split", "label"]).size().to_dict()
     fixes = {
-        ("train", 0): "no normal training films; add normal films or lower data.split.test_fraction/val_fraction",
+        (
+            "train",
+            0,
+        ): "no normal training films; add normal films or lower data.split.test_fraction/val_fraction",
         ("val", 0): "no normal validation films for the threshold; raise data.split.val_fraction",
         ("test", 0): "no normal test films; raise data.split.test_fraction",
         ("test", 1): "no abnormal test films; check data.test_findings and that abnormal images exist",

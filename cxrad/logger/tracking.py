@@ -62,8 +62,13 @@ class WandbTracker(NullTracker):
 
 
 def _choices(cfg: DictConfig) -> dict[str, str]:
-    return {"model": cfg.model.name, "backbone": cfg.backbone.name, "data": cfg.data.name,
-            "conditioning": cfg.metadata_conditioning.name, "threshold": cfg.threshold.method}
+    return {
+        "model": cfg.model.name,
+        "backbone": cfg.backbone.name,
+        "data": cfg.data.name,
+        "conditioning": cfg.metadata_conditioning.name,
+        "threshold": cfg.threshold.method,
+    }
 
 
 @contextlib.contextmanager

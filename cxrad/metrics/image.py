@@ -180,8 +180,7 @@ def subgroup_metrics(
     }
     return {
         attribute: {
-            group: group_metrics(labels[values == group], scores[values == group], threshold)
-            for group in groups
+            group: group_metrics(labels[values == group], scores[values == group], threshold) for group in groups
         }
         for attribute, (values, groups) in attributes.items()
     }

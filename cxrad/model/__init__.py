@@ -11,4 +11,11 @@ from cxrad.model.fastflow import FASTFLOW_BACKBONES, build_fastflow
 from cxrad.model.padim import build_padim
 from cxrad.model.patchcore import CxrPatchcore, build_patchcore
 
-__all__ = ["FASTFLOW_BACKBONES", "CxrPatchcore", "build_draem", "build_fastflow", "build_padim", "build_patchcore"]
+__all__ = [
+    "FASTFLOW_BACKBONES",
+    "CxrPatchcore",
+    "build_draem",
+    "build_fastflow",
+    "build_padim",
+    "build_patchcore",
+]

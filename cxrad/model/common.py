@@ -6,6 +6,8 @@ from anomalib.pre_processing import PreProcessor
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from cxrad.backbone import BackboneConfig
+from cxrad.data.metadata import MetadataEncoder
+from cxrad.metadata_conditioning import NormativeFiLM
 
 # Flags passed to every anomalib model: cxrad computes thresholds, metrics and plots on raw scores.
 NO_ANOMALIB_POSTPROCESSING = {"post_processor": False, "evaluator": False, "visualizer": False}
@@ -17,3 +19,15 @@ def pre_processor(image_size: int, backbone: BackboneConfig | None) -> PreProces
     if backbone is not None:
         steps.append(Normalize(mean=list(backbone.mean), std=list(backbone.std)))
     return PreProcessor(transform=Compose(steps))
+
+
+def build_normative_film(conditioning: dict | None) -> NormativeFiLM | None:
+    """The closed-form FiLM of memory-bank models, or None for other conditioning options."""
+    if not conditioning or conditioning.get("name") != "film":
+        return None
+    return NormativeFiLM(
+        metadata_dim=MetadataEncoder().dim,
+        prior_count=conditioning.get("prior_count", 5.0),
+        min_std_ratio=conditioning.get("min_std_ratio", 0.2),
+        scale=conditioning.get("scale", True),
+    )

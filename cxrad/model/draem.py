@@ -15,6 +15,7 @@ def build_draem(
     enable_sspcab: bool = False,
     beta: tuple[float, float] = (0.1, 1.0),
     seed: int = 0,
+    conditioning: dict | None = None,
     backbone: object = None,
 ) -> Draem:
     """DRAEM with Perlin-noise anomalies from ``texture_dir``.

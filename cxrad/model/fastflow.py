@@ -18,6 +18,7 @@ def build_fastflow(
     hidden_ratio: float = 1.0,
     conv3x3_only: bool = False,
     seed: int = 0,
+    conditioning: dict | None = None,
 ) -> Fastflow:
     """FastFlow on a ResNet backbone; ``image_size`` must be a multiple of 32 (checked by ``validate``)."""
     import torch

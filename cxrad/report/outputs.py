@@ -7,6 +7,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 
@@ -16,8 +17,17 @@ from cxrad.report.overlay import overlay_heatmap, panel_caption
 from cxrad.report.plots import plot_pr, plot_roc, plot_score_distribution, save_heatmap_grid
 from cxrad.threshold import Threshold
 
+DISPLAY_SIZE = 256
 PREDICTION_COLUMNS = (
-    "image_path", "label", "score", "pred_label", "age", "sex", "view", "finding_labels", "patient_id",
+    "image_path",
+    "label",
+    "score",
+    "pred_label",
+    "age",
+    "sex",
+    "view",
+    "finding_labels",
+    "patient_id",
 )
 
 
@@ -60,7 +70,10 @@ def write_plots(out_dir: Path, predictions: pd.DataFrame, threshold: Threshold, 
 
 
 def write_heatmaps(
-    out_dir: Path, samples: pd.DataFrame, predictions: pd.DataFrame, maps: dict[int, np.ndarray],
+    out_dir: Path,
+    samples: pd.DataFrame,
+    predictions: pd.DataFrame,
+    maps: dict[int, np.ndarray],
     preprocess: PreprocessConfig,
 ) -> Path | None:
     """Overlay each extreme-scoring film's anomaly map; save panels and a grid (highest first)."""
@@ -74,8 +87,12 @@ def write_heatmaps(
     for rank, (index, row) in enumerate(order.iterrows()):
         item = dataset[samples.index.get_loc(index)]
         film = (item.image[0].numpy() * 255).astype(np.uint8)
+        mask = item.gt_mask.numpy().astype(np.uint8)
+        if film.shape[0] < DISPLAY_SIZE:  # small inputs are upscaled so captions stay in proportion
+            film = cv2.resize(film, (DISPLAY_SIZE, DISPLAY_SIZE), interpolation=cv2.INTER_CUBIC)
+            mask = cv2.resize(mask, (DISPLAY_SIZE, DISPLAY_SIZE), interpolation=cv2.INTER_NEAREST)
         caption = panel_caption(row.score, int(row.label), row.finding_labels, row.age, row.sex, row.view)
-        panel = overlay_heatmap(film, maps[index], mask=item.gt_mask.numpy(), caption=caption)
+        panel = overlay_heatmap(film, maps[index], mask=mask, caption=caption)
         panels.append(panel)
         name = f"{rank:02d}_{Path(row.image_path).stem}.png"
         _save_rgb(heat_dir / name, panel)
@@ -83,8 +100,6 @@ def write_heatmaps(
 
 
 def _save_rgb(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 

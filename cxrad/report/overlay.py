@@ -95,9 +95,7 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     raise ValueError(msg)
 
 
-def colorize_map(
-    anomaly_map: np.ndarray, size: tuple[int, int], colormap: int
-) -> tuple[np.ndarray, float, float]:
+def colorize_map(anomaly_map: np.ndarray, size: tuple[int, int], colormap: int) -> tuple[np.ndarray, float, float]:
     """Resize a map to ``size`` (width, height), min-max normalise and colour it; return RGB and its range."""
     values = np.squeeze(np.asarray(anomaly_map, dtype=np.float32))
     if values.ndim != 2:

@@ -43,11 +43,7 @@ def check_scores(scores: np.ndarray, name: str = "normal validation scores") -> 
     """
     values = np.asarray(scores, dtype=np.float64).ravel()
     if values.size == 0:
-        msg = (
-            EMPTY_SCORES_MSG
-            if name == "normal validation scores"
-            else f"no {name} given: pass a non-empty array"
-        )
+        msg = EMPTY_SCORES_MSG if name == "normal validation scores" else f"no {name} given: pass a non-empty array"
         raise ValueError(msg)
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
@@ -124,9 +120,7 @@ def percentile_threshold(normal_scores: np.ndarray, q: float = 95.0) -> float:
     return float(np.percentile(check_scores(normal_scores), q))
 
 
-def gmm_threshold(
-    normal_scores: np.ndarray, n_components: int = 2, seed: int = 0, tail: float = 0.01
-) -> float:
+def gmm_threshold(normal_scores: np.ndarray, n_components: int = 2, seed: int = 0, tail: float = 0.01) -> float:
     """Upper ``tail`` quantile of a Gaussian mixture fitted to the normal validation scores.
 
     Rule: fit a ``n_components`` 1-D Gaussian mixture (scikit-learn, EM, fixed ``seed``) to the normal scores

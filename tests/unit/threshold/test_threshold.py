@@ -26,9 +26,7 @@ def gaussian_scores() -> np.ndarray:
 
 def test_percentile_on_arange_is_q() -> None:
     assert percentile_threshold(np.arange(101), q=95.0) == 95.0
-    assert fit_threshold("percentile", np.arange(101), q=80.0) == Threshold(
-        80.0, "percentile", False, {"q": 80.0}
-    )
+    assert fit_threshold("percentile", np.arange(101), q=80.0) == Threshold(80.0, "percentile", False, {"q": 80.0})
 
 
 def test_percentile_rejects_q_outside_0_100() -> None:
@@ -73,12 +71,8 @@ def test_gmm_is_scale_equivariant(gaussian_scores: np.ndarray) -> None:
 def test_gmm_never_sees_labels(gaussian_scores: np.ndarray) -> None:
     assert "labels" not in inspect.signature(gmm_threshold).parameters
     test_scores = np.array([0.0, 1.0, 2.0, 3.0])
-    with_labels = fit_threshold(
-        "gmm", gaussian_scores, test_scores=test_scores, test_labels=np.array([0, 0, 1, 1])
-    )
-    flipped = fit_threshold(
-        "gmm", gaussian_scores, test_scores=test_scores, test_labels=np.array([1, 1, 0, 0])
-    )
+    with_labels = fit_threshold("gmm", gaussian_scores, test_scores=test_scores, test_labels=np.array([0, 0, 1, 1]))
+    flipped = fit_threshold("gmm", gaussian_scores, test_scores=test_scores, test_labels=np.array([1, 1, 0, 0]))
     assert with_labels == flipped == fit_threshold("gmm", gaussian_scores)
     assert not with_labels.is_oracle
     assert with_labels.params == {"n_components": 2.0, "seed": 0.0, "tail": 0.01}

@@ -1,0 +1,61 @@
+"""Compose the real Hydra config, shrunk to tiny synthetic data, and run the real pipeline."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+from cxrad.run import run
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
+
+TINY = [
+    "data.source.n_normal=40",
+    "data.source.n_abnormal=16",
+    "data.source.image_size=64",
+    "data.split.val_fraction=0.2",
+    "data.split.test_fraction=0.3",
+    "data.batch_size=8",
+    "preprocessing.image_size=64",
+    "model.max_epochs=1",
+    "heatmap_top_k=2",
+    "progress_bar=false",
+    "accelerator=cpu",
+]
+
+
+def compose_config(overrides: list[str], out_dir: Path, cache_dir: Path) -> DictConfig:
+    synthetic = not any(o.startswith("data=") and o != "data=synthetic" for o in overrides)
+    tiny = [o for o in TINY if synthetic or not o.startswith("data.source.")]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=[*tiny, *overrides], return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out_dir)
+        cfg.paths.cache_dir = str(cache_dir)
+        del cfg.hydra
+    return cfg
+
+
+@pytest.fixture
+def run_tiny(tmp_path: Path, cache_dir: Path) -> Callable[..., tuple[dict, Path]]:
+    """Run the pipeline with ``overrides`` on tiny data; return (metrics.json, output dir)."""
+
+    def _run(*overrides: str, name: str = "run") -> tuple[dict, Path]:
+        out_dir = tmp_path / name
+        metrics = run(compose_config(list(overrides), out_dir, cache_dir))
+        assert json.loads((out_dir / "metrics.json").read_text()) == metrics
+        return metrics, out_dir
+
+    return _run
+
+
+def read_predictions(out_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(out_dir / "predictions.csv")

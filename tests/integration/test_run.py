@@ -1,0 +1,176 @@
+"""The real pipeline (anomalib models and Engine, real files) on tiny data, one test per group option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tests.integration.conftest import read_predictions
+
+CONTRACT_KEYS = {
+    "image_auroc",
+    "image_aupr",
+    "threshold_method",
+    "threshold",
+    "fpr",
+    "tpr",
+    "tpr_at_fpr_0.05",
+    "fpr_at_tpr_0.95",
+    "per_finding_auroc",
+    "subgroups",
+    "view_stratified_auroc",
+    "normal_view_leakage_auroc",
+    "view_only_auroc",
+    "n_train",
+    "n_test",
+    "fit_seconds",
+    "test_seconds",
+}
+RANDOM = "backbone.pretrained=false"
+
+
+def _check_contract(metrics: dict, out_dir: Path) -> None:
+    assert set(metrics) >= CONTRACT_KEYS
+    for name in ("roc.png", "pr.png", "score_by_view.png", "predictions.csv", "heatmaps/grid.png"):
+        assert (out_dir / name).stat().st_size > 0, name
+    predictions = read_predictions(out_dir)
+    expected = ["image_path", "label", "score", "pred_label", "age", "sex", "view", "finding_labels"]
+    assert expected == list(predictions.columns[: len(expected)])
+    assert len(predictions) == metrics["n_test"]
+    assert ((predictions.score >= metrics["threshold"]) == predictions.pred_label.astype(bool)).all()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("model=patchcore", "backbone=resnet18", RANDOM),
+        (
+            "model=patchcore",
+            "backbone=efficientnet_b0",
+            RANDOM,
+            "model.detector.patch_size=5",
+            "model.detector.patch_stride=2",
+        ),
+        ("model=padim", "backbone=resnet18", RANDOM),
+        ("model=padim", "backbone=efficientnet_lite0", "model.detector.patch_size=3"),
+        ("model=fastflow", "backbone=resnet18", RANDOM, "model.detector.flow_steps=2"),
+        ("model=draem",),
+    ],
+    ids=[
+        "patchcore-resnet18",
+        "patchcore-effb0-patch5",
+        "padim-resnet18",
+        "padim-lite0",
+        "fastflow",
+        "draem",
+    ],
+)
+def test_every_model_runs_and_writes_the_output_contract(run_tiny, overrides: tuple[str, ...]) -> None:
+    metrics, out_dir = run_tiny(*overrides)
+    _check_contract(metrics, out_dir)
+    assert metrics["model"] == overrides[0].split("=")[1]
+    assert np.isfinite(read_predictions(out_dir).score).all()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("backbone=wide_resnet50_2", RANDOM),
+        ("preprocessing=none",),
+        ("threshold=otsu",),
+        ("threshold=gmm",),
+        ("threshold=f1_oracle",),
+    ],
+)
+def test_other_group_options_run(run_tiny, overrides: tuple[str, ...]) -> None:
+    metrics, out_dir = run_tiny(*overrides)
+    _check_contract(metrics, out_dir)
+    if overrides[0] == "threshold=f1_oracle":
+        assert metrics["threshold_is_oracle"] is True
+
+
+def test_pretrained_patchcore_detects_synthetic_lesions(run_tiny) -> None:
+    """Real ImageNet features (EfficientNet-Lite0) find the phantoms' masses and effusions."""
+    metrics, out_dir = run_tiny(
+        "data.source.n_normal=80",
+        "data.source.n_abnormal=40",
+        "data.source.image_size=128",
+        "preprocessing.image_size=128",
+        "data.source.ap_effect=0",
+        "data.source.findings=[mass,effusion]",
+    )
+    assert metrics["image_auroc"] > 0.75
+    assert metrics["per_finding_auroc"]["Effusion"]["auroc"] > 0.75
+    samples = pd.read_csv(out_dir / "samples.csv")
+    assert (samples.loc[samples.split != "test", "label"] == 0).all()  # trained and thresholded on normals
+    assert samples.groupby("patient_id").split.nunique().max() == 1
+
+
+def test_same_seed_same_scores(run_tiny) -> None:
+    _, first = run_tiny("backbone=resnet18", RANDOM, name="a")
+    _, second = run_tiny("backbone=resnet18", RANDOM, name="b")
+    assert np.array_equal(read_predictions(first).score, read_predictions(second).score)
+
+
+def test_nih64_real_films_run(run_tiny, shared_data: Path) -> None:
+    metrics, out_dir = run_tiny(
+        "data=nih",
+        f"data.source.root={shared_data / 'nih64_sample'}",
+        "data.num_workers=0",
+        "data.split.val_fraction=0.3",
+    )
+    _check_contract(metrics, out_dir)
+    assert metrics["data"] == "nih" and metrics["n_test_abnormal"] == 20
+
+
+def test_csv_source_runs(run_tiny, tmp_path: Path, shared_data: Path) -> None:
+    meta = pd.read_csv(shared_data / "nih64_sample" / "Data_Entry_2017_v2020.csv")
+    table = pd.DataFrame(
+        {
+            "image_path": "images/" + meta["Image Index"],
+            "label": (meta["Finding Labels"] != "No Finding").astype(int),
+            "age": meta["Patient Age"],
+            "sex": meta["Patient Gender"],
+            "view": meta["View Position"],
+            "patient_id": meta["Patient ID"],
+            "finding_labels": meta["Finding Labels"],
+        }
+    )
+    table.to_csv(tmp_path / "samples.csv", index=False)
+    metrics, _ = run_tiny(
+        "data=csv",
+        f"data.source.csv_path={tmp_path / 'samples.csv'}",
+        f"data.source.root={shared_data / 'nih64_sample'}",
+        "data.num_workers=0",
+        "data.split.val_fraction=0.3",
+    )
+    assert metrics["data"] == "csv" and metrics["n_test"] > 20
+
+
+def test_wandb_offline_run_is_written_inside_the_run_dir(run_tiny) -> None:
+    metrics, out_dir = run_tiny("logger=wandb", "backbone=resnet18", RANDOM)
+    runs = list((out_dir / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("run-*.wandb"))
+    assert metrics["image_auroc"] is not None
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (
+            ("model=fastflow", "backbone=efficientnet_b0"),
+            "model=fastflow does not accept backbone=efficientnet_b0",
+        ),
+        (("model=fastflow", "backbone=resnet18", "preprocessing.image_size=80"), "divisible by 32"),
+        (("model.detector.patch_size=4",), "patch_size=4 must be odd"),
+        (("backbone.layers.patchcore=[layer9]",), r"no feature layer\(s\) \['layer9'\]"),
+        (("model.detector.coreset_sampling_ratio=0",), "coreset_sampling_ratio=0"),
+    ],
+)
+def test_invalid_combinations_fail_early_with_the_fix(run_tiny, overrides: tuple[str, ...], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        run_tiny(*overrides)
