@@ -22,7 +22,7 @@ from cxrad.data.samples import prepare_samples
 from cxrad.data.table import SplitConfig
 from cxrad.logger import tracker
 from cxrad.metrics import compute_image_metrics
-from cxrad.predict import ScoreCollector, predict_scores
+from cxrad.scoring import ScoreCollector, predict_scores
 from cxrad.preprocessing import PreprocessConfig
 from cxrad.report.outputs import predictions_table, write_csv, write_heatmaps, write_json, write_plots
 from cxrad.threshold import fit_threshold
