@@ -10,22 +10,19 @@ import time
 from pathlib import Path
 
 import hydra
-from anomalib.engine import Engine
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
 from lightning.pytorch import seed_everything
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
-from cxrad.backbone import BackboneConfig
-from cxrad.data.dataset import make_loader
-from cxrad.data.samples import prepare_samples
-from cxrad.data.table import SplitConfig
+from cxrad.data.dataset import make_loaders
+from cxrad.data.samples import load_samples
 from cxrad.logger import tracker
 from cxrad.metrics import compute_image_metrics
-from cxrad.scoring import ScoreCollector, predict_scores
+from cxrad.model.factory import build_detector, make_engine
 from cxrad.preprocessing import PreprocessConfig
-from cxrad.report.outputs import predictions_table, write_csv, write_heatmaps, write_json, write_plots
-from cxrad.threshold import fit_threshold
+from cxrad.report.outputs import predictions_table, write_csv, write_json, write_run_figures
+from cxrad.scoring import predict_scores
+from cxrad.threshold import threshold_from_config
 from cxrad.validate import validate
 
 log = logging.getLogger(__name__)
@@ -37,81 +34,43 @@ def run(cfg: DictConfig) -> dict:
     seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
     with tracker(cfg, out_dir, sweep_name=_sweep_name()) as track:
-        samples, data_report = prepare_samples(
-            instantiate(cfg.data.source, _convert_="all"),
-            SplitConfig(**cfg.data.split, seed=cfg.seed),
-            cfg.data.max_train,
-            cfg.data.max_val,
-            cfg.data.max_test,
-        )
+        samples, data_report = load_samples(cfg.data, cfg.seed)
         write_csv(out_dir / "samples.csv", samples)
         preprocess = PreprocessConfig(**cfg.preprocessing)
-        loaders = {
-            split: make_loader(
-                samples[samples.split == split],
-                preprocess,
-                cfg.data.batch_size,
-                cfg.data.num_workers,
-                shuffle=split == "train",
-                seed=cfg.seed,
-            )
-            for split in ("train", "val", "test")
-        }
-        backbone = BackboneConfig(**OmegaConf.to_container(cfg.backbone, resolve=True))
-        model = instantiate(cfg.model.detector, _convert_="all")(
-            backbone=backbone,
-            image_size=preprocess.image_size,
-            seed=cfg.seed,
-            conditioning=OmegaConf.to_container(cfg.metadata_conditioning, resolve=True),
-        )
-        collector = ScoreCollector()
-        engine = Engine(
-            default_root_dir=out_dir,
-            accelerator=cfg.accelerator,
-            devices=1,
-            logger=False,
-            max_epochs=cfg.model.max_epochs,
-            callbacks=[collector],
-            enable_progress_bar=cfg.progress_bar,
-        )
+        loaders = make_loaders(samples, preprocess, cfg.data, cfg.seed)
+        model = build_detector(cfg, preprocess.image_size)
+        engine, collector = make_engine(cfg, out_dir)
         start = time.perf_counter()
         engine.fit(model=model, train_dataloaders=loaders["train"])
         fit_seconds = time.perf_counter() - start
         val = predict_scores(engine, model, loaders["val"], collector)
         test = predict_scores(engine, model, loaders["test"], collector, k_maps=cfg.heatmap_top_k)
-        test_labels = samples.loc[test.score.index, "label"].to_numpy()
-        threshold = fit_threshold(
-            cfg.threshold.method,
-            val.score.to_numpy(),
-            test_scores=test.score.to_numpy(),
-            test_labels=test_labels,
-            seed=cfg.seed,
-            **{k: v for k, v in cfg.threshold.items() if k != "method"},
-        )
+        threshold = threshold_from_config(cfg.threshold, val.score, test.score, samples, seed=cfg.seed)
         predictions = predictions_table(samples, test.score, threshold)
         metrics = {
             **compute_image_metrics(predictions, threshold),
-            "model": cfg.model.name,
-            "backbone": cfg.backbone.name if cfg.model.name != "draem" else "none",
-            "metadata_conditioning": cfg.metadata_conditioning.name,
-            "data": cfg.data.name,
+            **_run_facts(cfg),
             **data_report,
             "fit_seconds": fit_seconds,
             "test_seconds": test.seconds,
         }
         write_csv(out_dir / "predictions.csv", predictions)
         write_json(out_dir / "metrics.json", metrics)
-        figures = write_plots(out_dir, predictions, threshold, f"{cfg.model.name} / {metrics['backbone']}")
-        grid = write_heatmaps(out_dir, samples, predictions, test.maps, preprocess)
+        figures = write_run_figures(out_dir, samples, predictions, threshold, test.maps, preprocess)
         track.log_metrics(metrics)
-        track.log_images({**figures, **({"heatmaps": grid} if grid else {})})
-    log.info(
-        "AUROC %.3f, leakage %.3f -> %s",
-        metrics["image_auroc"] or float("nan"),
-        metrics["normal_view_leakage_auroc"] or float("nan"),
-        out_dir,
-    )
+        track.log_images(figures)
+    log.info("AUROC %s, view leakage %s -> %s", metrics["image_auroc"], metrics["normal_view_leakage_auroc"], out_dir)
     return metrics
+
+
+def _run_facts(cfg: DictConfig) -> dict[str, str]:
+    backbone = "none" if cfg.model.name == "draem" else cfg.backbone.name  # DRAEM has no backbone
+    return {
+        "model": cfg.model.name,
+        "backbone": backbone,
+        "data": cfg.data.name,
+        "metadata_conditioning": cfg.metadata_conditioning.name,
+    }
 
 
 def _sweep_name() -> str | None:

@@ -6,6 +6,7 @@ import cv2
 import numpy as np
 import pandas as pd
 import torch
+from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 from torchvision.tv_tensors import Image, Mask
 
@@ -91,3 +92,20 @@ def make_loader(
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=num_workers > 0,
     )
+
+
+def make_loaders(
+    samples: pd.DataFrame, preprocess: PreprocessConfig, data: DictConfig, seed: int
+) -> dict[str, DataLoader]:
+    """One loader per split (train shuffled), indexed like ``samples``."""
+    return {
+        split: make_loader(
+            samples[samples.split == split],
+            preprocess,
+            data.batch_size,
+            data.num_workers,
+            shuffle=split == "train",
+            seed=seed,
+        )
+        for split in ("train", "val", "test")
+    }

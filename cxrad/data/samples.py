@@ -7,6 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
+from hydra.utils import instantiate
+from omegaconf import DictConfig
 
 from cxrad.data.metadata import metadata_counts, normalise_metadata
 from cxrad.data.table import (
@@ -19,6 +21,7 @@ from cxrad.data.table import (
 )
 
 log = logging.getLogger(__name__)
+MIN_VAL_FOR_THRESHOLD = 20
 SourceFn = Callable[[], tuple[pd.DataFrame, dict[str, int]]]
 
 
@@ -71,3 +74,16 @@ def prepare_samples(
     counts = {f"n_{name}": int((frame["split"] == name).sum()) for name in ("train", "val", "test")}
     log.info("samples: %s", counts)
     return frame, {**report, **counts, **metadata_counts(frame)}
+
+
+def load_samples(data: DictConfig, seed: int) -> tuple[pd.DataFrame, dict[str, int]]:
+    """The configured source (``data.source``, a Hydra ``_target_``), split, capped and checked."""
+    source = instantiate(data.source, _convert_="all")
+    split = SplitConfig(**data.split, seed=seed)
+    frame, report = prepare_samples(source, split, data.max_train, data.max_val, data.max_test)
+    if report["n_val"] < MIN_VAL_FOR_THRESHOLD:
+        log.warning(
+            "only %d normal validation films: the threshold will be noisy; raise data.split.val_fraction",
+            report["n_val"],
+        )
+    return frame, report

@@ -103,4 +103,19 @@ def _save_rgb(path: Path, rgb: np.ndarray) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
-__all__ = ["predictions_table", "write_csv", "write_heatmaps", "write_json", "write_plots"]
+__all__ = ["write_run_figures", "predictions_table", "write_csv", "write_heatmaps", "write_json", "write_plots"]
+
+
+def write_run_figures(
+    out_dir: Path,
+    samples: pd.DataFrame,
+    predictions: pd.DataFrame,
+    threshold: Threshold,
+    maps: dict[int, np.ndarray],
+    preprocess: PreprocessConfig,
+) -> dict[str, Path]:
+    """All of a run's figures; returns name -> path for trackers."""
+    title = f"{len(predictions)} test films"
+    figures = write_plots(out_dir, predictions, threshold, title)
+    grid = write_heatmaps(out_dir, samples, predictions, maps, preprocess)
+    return {**figures, **({"heatmaps": grid} if grid else {})}

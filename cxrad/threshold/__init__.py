@@ -7,7 +7,7 @@ Example:
     95.0
 """
 
-from cxrad.threshold.fit import METHODS, Threshold, fit_threshold
+from cxrad.threshold.fit import METHODS, Threshold, fit_threshold, threshold_from_config
 from cxrad.threshold.methods import f1_oracle_threshold, gmm_threshold, otsu_threshold, percentile_threshold
 
 __all__ = [
@@ -18,4 +18,5 @@ __all__ = [
     "gmm_threshold",
     "otsu_threshold",
     "percentile_threshold",
+    "threshold_from_config",
 ]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 
 from cxrad.threshold.methods import (
     check_scores,
@@ -88,3 +90,19 @@ def fit_threshold(
         msg = "method 'f1_oracle' needs test_scores and test_labels; pass both or pick an unsupervised method"
         raise ValueError(msg)
     return Threshold(f1_oracle_threshold(test_scores, test_labels), method, True, {})
+
+
+def threshold_from_config(
+    config: Mapping[str, object], val_scores: pd.Series, test_scores: pd.Series, samples: pd.DataFrame, seed: int = 0
+) -> Threshold:
+    """Fit ``conf/threshold/<method>.yaml`` on the normal validation scores (test labels only for the oracle)."""
+    params = {k: v for k, v in config.items() if k != "method"}
+    test_labels = samples.loc[test_scores.index, "label"].to_numpy()
+    return fit_threshold(
+        str(config["method"]),
+        val_scores.to_numpy(),
+        test_scores=test_scores.to_numpy(),
+        test_labels=test_labels,
+        seed=seed,
+        **params,
+    )

@@ -1,0 +1,36 @@
+"""Build the configured detector and the anomalib Engine that trains and scores it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from anomalib.engine import Engine
+from anomalib.models import AnomalibModule
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from cxrad.backbone import BackboneConfig
+from cxrad.scoring import ScoreCollector
+
+
+def build_detector(cfg: DictConfig, image_size: int) -> AnomalibModule:
+    """Instantiate ``cfg.model.detector`` (a partial builder) with the backbone and conditioning choices."""
+    backbone = BackboneConfig(**OmegaConf.to_container(cfg.backbone, resolve=True))
+    builder = instantiate(cfg.model.detector, _convert_="all")
+    conditioning = OmegaConf.to_container(cfg.metadata_conditioning, resolve=True)
+    return builder(backbone=backbone, image_size=image_size, seed=cfg.seed, conditioning=conditioning)
+
+
+def make_engine(cfg: DictConfig, out_dir: Path) -> tuple[Engine, ScoreCollector]:
+    """anomalib Engine writing under the run directory, with a callback that collects raw scores."""
+    collector = ScoreCollector()
+    engine = Engine(
+        default_root_dir=out_dir,
+        accelerator=cfg.accelerator,
+        devices=1,
+        logger=False,
+        max_epochs=cfg.model.max_epochs,
+        callbacks=[collector],
+        enable_progress_bar=cfg.progress_bar,
+    )
+    return engine, collector
