@@ -9,6 +9,7 @@ from cxrad.model import FASTFLOW_BACKBONES
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
 
 CONDITIONING = ("none", "film")
+FILM_MODELS = ("patchcore", "padim")
 
 
 def _fail(message: str) -> None:
@@ -33,6 +34,8 @@ def validate(cfg: DictConfig) -> None:
         _fail(f"model.detector.coreset_sampling_ratio={cfg.model.detector.coreset_sampling_ratio} must be in (0, 1]")
     if cfg.metadata_conditioning.name not in CONDITIONING:
         _fail(f"metadata_conditioning={cfg.metadata_conditioning.name} is unknown; choose from {CONDITIONING}")
+    if cfg.metadata_conditioning.name == "film" and model not in FILM_MODELS:
+        _fail(f"metadata_conditioning=film is not available for model={model} yet; use one of {FILM_MODELS}")
     if cfg.threshold.method not in THRESHOLD_METHODS:
         _fail(f"threshold={cfg.threshold.method} is unknown; choose from {THRESHOLD_METHODS}")
     if cfg.model.max_epochs < 1:
