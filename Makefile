@@ -21,6 +21,12 @@ $(STAMP): pyproject.toml
 run: install ## Run the main job (synthetic films, PatchCore, pretrained EfficientNet-Lite0); ARGS=... adds overrides
 	$(PY) -m cxrad.run $(ARGS)
 
+sweep: install ## Research sweep: models x backbones x conditioning, W&B offline; ARGS=... adds overrides
+	$(PY) -m cxrad.run -m experiment=research_sweep $(ARGS)
+
+select: install ## Leaderboard + final model of a sweep (default the newest): make select SWEEP=outputs/multiruns/<time>
+	$(PY) -m cxrad.select $(SWEEP)
+
 test: install ## Run the default test suite (offline, CPU, well under 15 minutes)
 	$(PY) -m pytest -q $(ARGS)
 
@@ -39,4 +45,4 @@ clean: ## Remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .cache .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run test test-slow lint format clean
+.PHONY: help install run sweep select test test-slow lint format clean

@@ -6,7 +6,6 @@ The pipeline reads top to bottom; every step lives in the module it names.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 import hydra
@@ -14,13 +13,16 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import seed_everything
 from omegaconf import DictConfig
 
+from cxrad.data.checks import DECODE_SKIP_LOG, skip_counts, with_logged_skips
 from cxrad.data.dataset import make_loaders
 from cxrad.data.samples import load_samples
 from cxrad.logger import tracker
-from cxrad.metrics import compute_image_metrics
+from cxrad.metadata_conditioning import GridMapCollector, calibrate_scores
+from cxrad.metrics import compute_image_metrics, compute_localization_metrics, compute_nodule_metrics
+from cxrad.model.checkpoint import fit_or_resume, prepare_resume
 from cxrad.model.factory import build_detector, make_engine
 from cxrad.preprocessing import PreprocessConfig
-from cxrad.report.outputs import predictions_table, write_csv, write_json, write_run_figures
+from cxrad.report.outputs import predictions_table, val_scores_table, write_csv, write_json, write_run_figures
 from cxrad.scoring import predict_scores
 from cxrad.threshold import threshold_from_config
 from cxrad.validate import validate
@@ -33,31 +35,43 @@ def run(cfg: DictConfig) -> dict:
     validate(cfg)
     seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
+    resume = prepare_resume(cfg.resume_from, out_dir, cfg.model.max_epochs)
     with tracker(cfg, out_dir, sweep_name=_sweep_name()) as track:
-        samples, data_report = load_samples(cfg.data, cfg.seed)
+        samples, data_report, skipped = load_samples(cfg.data, cfg.seed, cfg.preprocessing.image_size)
         write_csv(out_dir / "samples.csv", samples)
+        write_csv(out_dir / "skipped.csv", skipped)  # now, in case the run stops; completed after scoring
         preprocess = PreprocessConfig(**cfg.preprocessing)
-        loaders = make_loaders(samples, preprocess, cfg.data, cfg.seed)
+        loaders = make_loaders(samples, preprocess, cfg.data, cfg.seed, skip_log=out_dir / DECODE_SKIP_LOG)
         model = build_detector(cfg, preprocess.image_size)
-        engine, collector = make_engine(cfg, out_dir)
-        start = time.perf_counter()
-        engine.fit(model=model, train_dataloaders=loaders["train"])
-        fit_seconds = time.perf_counter() - start
+        grid_maps = GridMapCollector(
+            cfg.metadata_conditioning.get("grid", 16)
+        )  # coarse anomaly maps of every film, for normative conditioning
+        engine, collector = make_engine(cfg, out_dir, grid_maps)
+        fit = fit_or_resume(engine, model, loaders["train"], resume, samples)
         val = predict_scores(engine, model, loaders["val"], collector)
         test = predict_scores(engine, model, loaders["test"], collector, k_maps=cfg.heatmap_top_k)
-        threshold = threshold_from_config(cfg.threshold, val.score, test.score, samples, seed=cfg.seed)
-        predictions = predictions_table(samples, test.score, threshold)
+        val_score, test_score = calibrate_scores(cfg.metadata_conditioning, val.score, test.score, samples, grid_maps)
+        threshold = threshold_from_config(cfg.threshold, val_score, test_score, samples, seed=cfg.seed)
+        predictions = predictions_table(samples, test_score, threshold)
+        val_table = val_scores_table(samples, val.score, val_score, val.map_max, threshold)
+        skipped = with_logged_skips(skipped, out_dir / DECODE_SKIP_LOG)  # + films that failed to decode
         metrics = {
             **compute_image_metrics(predictions, threshold),
+            **compute_nodule_metrics(predictions, **cfg.metrics.nodules),
+            **compute_localization_metrics(test.localization, test.map_max, predictions, val_table, threshold),
             **_run_facts(cfg),
             **data_report,
-            "fit_seconds": fit_seconds,
+            **skip_counts(skipped),
+            **fit,
             "test_seconds": test.seconds,
         }
         write_csv(out_dir / "predictions.csv", predictions)
+        write_csv(out_dir / "skipped.csv", skipped)
+        write_csv(out_dir / "val_scores.csv", val_table)
         write_json(out_dir / "metrics.json", metrics)
         figures = write_run_figures(out_dir, samples, predictions, threshold, test.maps, preprocess)
         track.log_metrics(metrics)
+        track.log_predictions(predictions)
         track.log_images(figures)
     log.info("AUROC %s, view leakage %s -> %s", metrics["image_auroc"], metrics["normal_view_leakage_auroc"], out_dir)
     return metrics

@@ -14,6 +14,8 @@ from anomalib.models import AnomalibModule
 from lightning.pytorch import Callback
 from torch.utils.data import DataLoader
 
+from cxrad.metrics.localization import LocalizationStats, lesion_truth
+
 
 @dataclass
 class ExtremeMaps:
@@ -36,16 +38,23 @@ class ExtremeMaps:
 
 
 class ScoreCollector(Callback):
-    """Lightning callback that keeps each predicted film's raw score and the extreme anomaly maps."""
+    """Lightning callback that keeps each predicted film's raw score and the extreme anomaly maps.
+
+    It also takes each film's map maximum and, for films listed in ``truth`` (sample index -> ``'mask'`` or
+    ``'boxes'``), the localization statistics of :mod:`cxrad.metrics.localization`, so no map is kept.
+    """
 
     def __init__(self, k_maps: int = 0) -> None:
         self.k_maps = k_maps
+        self.truth: dict[int, str] = {}
         self.reset()
 
     def reset(self) -> None:
         self.indices: list[int] = []
         self.scores: list[float] = []
+        self.map_max: list[float] = []
         self.extremes = ExtremeMaps(self.k_maps)
+        self.localization = LocalizationStats()
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
         scores = outputs.pred_score.detach().reshape(-1).float().cpu()
@@ -55,15 +64,31 @@ class ScoreCollector(Callback):
         if outputs.anomaly_map is not None:
             for score, index, amap in zip(scores.tolist(), indices.tolist(), outputs.anomaly_map, strict=True):
                 self.extremes.offer(score, index, amap)
+            self._measure_maps(indices.tolist(), outputs.anomaly_map, batch.gt_mask)
+
+    def _measure_maps(self, indices: list[int], maps: torch.Tensor, masks: torch.Tensor | None) -> None:
+        maps = maps.detach().reshape(len(indices), *maps.shape[-2:]).float().cpu()
+        self.map_max.extend(maps.amax(dim=(-2, -1)).tolist())
+        for position, index in enumerate(indices):
+            kind = self.truth.get(index, "")
+            if kind and masks is not None:
+                mask = masks[position].detach().reshape(masks.shape[-2:]).cpu().numpy()
+                self.localization.add(index, maps[position].numpy(), mask, with_pixels=kind == "mask")
 
 
 @dataclass
 class Scores:
-    """Raw scores of one split, indexed like the sample table, plus extreme anomaly maps and timing."""
+    """Raw scores of one split, indexed like the sample table, plus extreme anomaly maps and timing.
+
+    ``map_max`` holds each film's anomaly-map maximum (empty without maps); ``localization`` the statistics of
+    the films with lesion ground truth.
+    """
 
     score: pd.Series
     maps: dict[int, np.ndarray]
     seconds: float
+    map_max: pd.Series = field(default_factory=lambda: pd.Series(dtype=np.float64))
+    localization: LocalizationStats = field(default_factory=LocalizationStats)
 
 
 def predict_scores(
@@ -71,6 +96,7 @@ def predict_scores(
 ) -> Scores:
     """Score every film of ``loader`` with ``model``; NaN/inf scores are an error, not a silent zero."""
     collector.k_maps = k_maps
+    collector.truth = lesion_truth(loader.dataset.table) if hasattr(loader.dataset, "table") else {}
     collector.reset()
     start = time.perf_counter()
     engine.predict(model=model, dataloaders=loader, return_predictions=False)
@@ -79,4 +105,5 @@ def predict_scores(
     if not np.isfinite(score.to_numpy()).all():
         msg = f"{int((~np.isfinite(score)).sum())} films got non-finite anomaly scores; the model diverged"
         raise FloatingPointError(msg)
-    return Scores(score=score, maps=collector.extremes.maps(), seconds=seconds)
+    map_max = pd.Series(collector.map_max, index=collector.indices[: len(collector.map_max)], name="map_max")
+    return Scores(score, collector.extremes.maps(), seconds, map_max.sort_index(), collector.localization)

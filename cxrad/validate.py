@@ -8,7 +8,7 @@ from cxrad.backbone import validate_layers
 from cxrad.model import FASTFLOW_BACKBONES
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
 
-CONDITIONING = ("none", "film")
+CONDITIONING = ("none", "stratified", "film", "normative")
 FILM_MODELS = ("patchcore", "padim")
 
 

@@ -36,6 +36,14 @@ def csv_table(csv_path: str | Path, root: str | Path | None = None) -> tuple[pd.
         frame = frame.drop(columns=["split"])
     exists = frame["image_path"].map(lambda p: bool(p) and Path(p).is_file())
     missing = int((~exists).sum())
+    if len(frame) and not exists.any():
+        msg = (
+            f"no images found: none of the {len(frame)} image_path entries of {csv_path} exists (e.g. "
+            f"{frame['image_path'].iloc[0]!r}); relative paths resolve against data.source.root={base}: set it to "
+            "the folder they are relative to"
+        )
+        raise FileNotFoundError(msg)
     if missing:
         log.warning("%d of %d rows in %s point to missing images; they are skipped", missing, len(frame), csv_path)
-    return frame[exists].reset_index(drop=True), {"metadata_rows": len(frame), "missing_images": missing}
+    # Rows with missing files stay: the pre-flight scan lists each in skipped.csv (reason file_not_found).
+    return frame.reset_index(drop=True), {"metadata_rows": len(frame), "missing_images": missing}

@@ -1,6 +1,14 @@
-"""Torch dataset over the sample table: each row becomes a :class:`CxrItem`."""
+"""Torch dataset over the sample table: each row becomes a :class:`CxrItem`.
+
+A film that passed the pre-flight checks but still fails to decode does not stop a run: given the run's skip
+log, the dataset records it there and returns ``None``, the collate function drops it, and the loader skips a
+batch left empty. Only decoding is guarded this way; any other error still stops the run.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -10,9 +18,10 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader, Dataset
 from torchvision.tv_tensors import Image, Mask
 
+from cxrad.data.checks import record_skip
 from cxrad.data.items import CxrBatch, CxrItem
 from cxrad.data.metadata import MetadataEncoder
-from cxrad.preprocessing import PreprocessConfig, build_transform, read_grayscale
+from cxrad.preprocessing import DecodeError, PreprocessConfig, build_transform, read_grayscale
 
 
 def parse_boxes(text: str) -> list[tuple[str, float, float, float, float]]:
@@ -49,19 +58,33 @@ def lesion_mask(row: pd.Series, shape: tuple[int, int]) -> np.ndarray:
 
 
 class CxrDataset(Dataset):
-    """Films of one split, preprocessed, with label, mask and encoded metadata."""
+    """Films of one split, preprocessed, with label, mask and encoded metadata.
 
-    def __init__(self, table: pd.DataFrame, preprocess: PreprocessConfig) -> None:
+    Args:
+        table: rows of the sample table.
+        preprocess: the preprocessing settings.
+        skip_log: CSV that films failing to decode are appended to, ``None`` being returned for them; without
+            it a film that fails to decode raises :class:`~cxrad.preprocessing.DecodeError` (single-film use).
+    """
+
+    def __init__(self, table: pd.DataFrame, preprocess: PreprocessConfig, skip_log: Path | None = None) -> None:
         self.table = table
         self.transform = build_transform(preprocess)
         self.encoder = MetadataEncoder()
+        self.skip_log = skip_log
 
     def __len__(self) -> int:
         return len(self.table)
 
-    def __getitem__(self, index: int) -> CxrItem:
+    def __getitem__(self, index: int) -> CxrItem | None:
         row = self.table.iloc[index]
-        gray = read_grayscale(row.image_path)
+        try:
+            gray = read_grayscale(row.image_path)
+        except (DecodeError, OSError, cv2.error) as error:
+            if self.skip_log is None:
+                raise
+            record_skip(self.skip_log, str(row.image_path), "decode_failed", str(error))
+            return None
         out = self.transform(image=gray, mask=lesion_mask(row, gray.shape))
         image = torch.from_numpy(out["image"]).permute(2, 0, 1).float().div(255.0)
         return CxrItem(
@@ -74,6 +97,19 @@ class CxrDataset(Dataset):
         )
 
 
+def collate_films(items: Sequence[CxrItem | None]) -> CxrBatch | None:
+    """:meth:`CxrBatch.collate` over the films that decoded; ``None`` when none did."""
+    films = [item for item in items if item is not None]
+    return CxrBatch.collate(films) if films else None
+
+
+class FilmLoader(DataLoader):
+    """DataLoader that skips batches in which no film decoded (see :func:`collate_films`)."""
+
+    def __iter__(self) -> Iterator[CxrBatch]:
+        return (batch for batch in super().__iter__() if batch is not None)
+
+
 def make_loader(
     table: pd.DataFrame,
     preprocess: PreprocessConfig,
@@ -81,23 +117,24 @@ def make_loader(
     num_workers: int,
     shuffle: bool,
     seed: int,
+    skip_log: Path | None = None,
 ) -> DataLoader:
-    """DataLoader collating :class:`CxrItem` into :class:`CxrBatch`."""
-    return DataLoader(
-        CxrDataset(table, preprocess),
+    """DataLoader collating :class:`CxrItem` into :class:`CxrBatch`, dropping films that fail to decode."""
+    return FilmLoader(
+        CxrDataset(table, preprocess, skip_log),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
-        collate_fn=CxrBatch.collate,
+        collate_fn=collate_films,
         generator=torch.Generator().manual_seed(seed),
         persistent_workers=num_workers > 0,
     )
 
 
 def make_loaders(
-    samples: pd.DataFrame, preprocess: PreprocessConfig, data: DictConfig, seed: int
+    samples: pd.DataFrame, preprocess: PreprocessConfig, data: DictConfig, seed: int, skip_log: Path | None = None
 ) -> dict[str, DataLoader]:
-    """One loader per split (train shuffled), indexed like ``samples``."""
+    """One loader per split (train shuffled), indexed like ``samples``; undecodable films go to ``skip_log``."""
     return {
         split: make_loader(
             samples[samples.split == split],
@@ -106,6 +143,7 @@ def make_loaders(
             data.num_workers,
             shuffle=split == "train",
             seed=seed,
+            skip_log=skip_log,
         )
         for split in ("train", "val", "test")
     }

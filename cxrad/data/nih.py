@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from cxrad.data.metadata import UNKNOWN, VIEWS, parse_view
 from cxrad.data.table import NORMAL_FINDING
 
 log = logging.getLogger(__name__)
@@ -98,16 +99,37 @@ def official_splits(root: Path, frame: pd.DataFrame) -> pd.Series | None:
     return frame["image_name"].map(lambda name: "test" if name in test_names else "trainval")
 
 
+def select_views(frame: pd.DataFrame, views: Sequence[str]) -> pd.DataFrame:
+    """Keep films whose parsed view is in ``views`` ('PA', 'AP', 'unknown': blank, 'LL', ...).
+
+    Raises:
+        ValueError: naming a value of ``views`` outside the vocabulary.
+    """
+    allowed = (*VIEWS, UNKNOWN)
+    bad = [v for v in views if v not in allowed]
+    if bad:
+        msg = f"data.source.views has {bad}; choose from {list(allowed)} (lateral/blank views parse as 'unknown')"
+        raise ValueError(msg)
+    parsed = frame["view"].map(parse_view)
+    dropped = int((~parsed.isin(views)).sum())
+    if dropped:
+        log.info("data.source.views=%s drops %d films of other views", list(views), dropped)
+    return frame[parsed.isin(views)].reset_index(drop=True)
+
+
 def nih_table(
     root: str | Path,
     test_findings: Sequence[str] | None = None,
-    views: Sequence[str] = ("PA", "AP"),
+    views: Sequence[str] = ("PA", "AP", UNKNOWN),
     use_official_split: bool = True,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Load NIH ChestX-ray14 as a sample table plus a report of what was dropped and why.
 
     Films whose PNG is not present below ``root`` are reported (``missing_images``) and dropped, so the full
     112,120-row CSV loads even when only some image folders were downloaded.
+
+    Raises:
+        FileNotFoundError: when ``root`` has no metadata file, or not one of the selected films' PNGs.
     """
     root = Path(root).expanduser()
     metadata_path = find_file(root, METADATA_NAMES)
@@ -116,8 +138,7 @@ def nih_table(
         raise FileNotFoundError(msg)
     frame = read_metadata(metadata_path)
     n_rows = len(frame)
-    frame = select_findings(frame, test_findings)
-    frame = frame[frame["view"].astype(str).str.upper().str.split().str[0].isin(views)].reset_index(drop=True)
+    frame = select_views(select_findings(frame, test_findings), views)
     bbox_path = find_file(root, (BBOX_NAME,))
     boxes = read_boxes(bbox_path) if bbox_path else {}
     frame["boxes"] = frame["image_name"].map(boxes).fillna("")
@@ -131,5 +152,16 @@ def nih_table(
     if split is not None:
         frame["split"] = split
     frame = frame.dropna(subset=["image_path"]).drop(columns=["image_name"]).reset_index(drop=True)
+    if frame.empty:
+        raise FileNotFoundError(_no_images_message(root, n_rows, missing, len(images)))
     report = {"metadata_rows": n_rows, "missing_images": missing, "selected_films": len(frame) + missing}
     return frame, report
+
+
+def _no_images_message(root: Path, n_rows: int, n_selected: int, n_pngs: int) -> str:
+    found = f"{n_pngs} PNG file(s) below it, none named in the metadata" if n_pngs else "no PNG file below it"
+    return (
+        f"no images found under data.root={root}: {found} ({n_rows} metadata rows seen, {n_selected} selected by "
+        "the finding/view filters). Point data.root at the folder holding images_001/images/... (or the PNGs "
+        "themselves) with Data_Entry_2017*.csv beside them"
+    )

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
+from cxrad.data.checks import ScanConfig, screen_samples
 from cxrad.data.metadata import metadata_counts, normalise_metadata
 from cxrad.data.table import (
     SplitConfig,
@@ -76,14 +77,23 @@ def prepare_samples(
     return frame, {**report, **counts, **metadata_counts(frame)}
 
 
-def load_samples(data: DictConfig, seed: int) -> tuple[pd.DataFrame, dict[str, int]]:
-    """The configured source (``data.source``, a Hydra ``_target_``), split, capped and checked."""
-    source = instantiate(data.source, _convert_="all")
+def load_samples(data: DictConfig, seed: int, image_size: int) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """The configured source (``data.source``, a Hydra ``_target_``), screened, split, capped and checked.
+
+    Bad rows and files are removed by the pre-flight scan (``data.checks``) before splitting.
+
+    Returns:
+        The sample table, a report of counts (for ``metrics.json``) and the skip table (``skipped.csv``).
+    """
+    frame, source_report = instantiate(data.source, _convert_="all")
+    checks = data.get("checks")
+    config = ScanConfig.from_config(OmegaConf.to_container(checks) if checks else None, image_size)
+    frame, skipped = screen_samples(frame, config, source=f"data={data.name}")
     split = SplitConfig(**data.split, seed=seed)
-    frame, report = prepare_samples(source, split, data.max_train, data.max_val, data.max_test)
+    frame, report = prepare_samples((frame, source_report), split, data.max_train, data.max_val, data.max_test)
     if report["n_val"] < MIN_VAL_FOR_THRESHOLD:
         log.warning(
             "only %d normal validation films: the threshold will be noisy; raise data.split.val_fraction",
             report["n_val"],
         )
-    return frame, report
+    return frame, report, skipped

@@ -57,16 +57,24 @@ class SplitConfig:
             raise ValueError(msg)
 
 
+def require_columns(frame: pd.DataFrame, source: str) -> None:
+    """Raise ``ValueError`` naming the required columns ``frame`` lacks and the ones it has."""
+    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
+    if missing:
+        msg = (
+            f"{source} lacks required column(s) {missing}; it has {list(frame.columns)}. Every source needs "
+            f"{list(REQUIRED_COLUMNS)} (age/sex/view cells may be blank: they then count as unknown)"
+        )
+        raise ValueError(msg)
+
+
 def complete_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     """Check required columns and fill optional ones with their defaults.
 
     Raises:
         ValueError: naming the missing columns and the source they were expected in.
     """
-    missing = [c for c in REQUIRED_COLUMNS if c not in frame.columns]
-    if missing:
-        msg = f"{source} lacks required column(s) {missing}; it has {list(frame.columns)}"
-        raise ValueError(msg)
+    require_columns(frame, source)
     out = frame.copy()
     for column, default in OPTIONAL_DEFAULTS.items():
         if column not in out.columns:

@@ -8,8 +8,12 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from omegaconf import DictConfig, OmegaConf
+from sklearn.metrics import precision_recall_curve
+
+from cxrad.metrics.curves import has_both_classes, roc_points
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +42,36 @@ class NullTracker:
     def log_table(self, name: str, frame: pd.DataFrame) -> None:
         del name, frame
 
+    def log_predictions(self, predictions: pd.DataFrame) -> None:
+        del predictions
+
+
+def metric_tables(metrics: dict) -> dict[str, pd.DataFrame]:
+    """The nested parts of ``metrics.json`` as flat tables: subgroups, per finding, nodule size bands."""
+    subgroups = [
+        {"attribute": attribute, "group": group, **values}
+        for attribute, groups in (metrics.get("subgroups") or {}).items()
+        for group, values in groups.items()
+    ]
+    findings = [{"finding": name, **values} for name, values in (metrics.get("per_finding_auroc") or {}).items()]
+    bands = metrics.get("nodule_auroc_by_size") or {}
+    nodules = [{"size_band": name, **values} for name, values in bands.items() if isinstance(values, dict)]
+    tables = {"subgroups": subgroups, "per_finding_auroc": findings, "nodule_auroc_by_size": nodules}
+    return {name: pd.DataFrame(rows) for name, rows in tables.items() if rows}
+
+
+def curve_tables(predictions: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """ROC (``fpr``, ``tpr``, ``threshold``) and precision-recall points of the test scores (empty if one class)."""
+    labels, scores = predictions["label"].to_numpy(), predictions["score"].to_numpy(np.float64)
+    if not has_both_classes(labels):
+        return {}
+    fpr, tpr, cuts = roc_points(labels, scores)
+    precision, recall, _ = precision_recall_curve(labels, scores)
+    return {
+        "roc_curve": pd.DataFrame({"fpr": fpr, "tpr": tpr, "threshold": np.where(np.isfinite(cuts), cuts, np.nan)}),
+        "pr_curve": pd.DataFrame({"recall": recall, "precision": precision}),
+    }
+
 
 class WandbTracker(NullTracker):
     """One W&B run per job, stored inside the job's output directory."""
@@ -49,6 +83,8 @@ class WandbTracker(NullTracker):
         flat = flatten(metrics)
         self.run.summary.update(flat)
         self.run.log({k: v for k, v in flat.items() if isinstance(v, int | float)})
+        for name, frame in metric_tables(metrics).items():
+            self.log_table(name, frame)
 
     def log_images(self, images: dict[str, Path]) -> None:
         import wandb
@@ -59,6 +95,18 @@ class WandbTracker(NullTracker):
         import wandb
 
         self.run.log({name: wandb.Table(dataframe=frame)})
+
+    def log_predictions(self, predictions: pd.DataFrame) -> None:
+        """ROC and PR curves as W&B line plots over logged tables of their points."""
+        import wandb
+
+        axes = {
+            "roc_curve": ("fpr", "tpr", "ROC (test films)"),
+            "pr_curve": ("recall", "precision", "Precision-recall"),
+        }
+        for name, frame in curve_tables(predictions).items():
+            x, y, title = axes[name]
+            self.run.log({name: wandb.plot.line(wandb.Table(dataframe=frame), x, y, title=title)})
 
 
 def _choices(cfg: DictConfig) -> dict[str, str]:

@@ -1,5 +1,15 @@
 """Conditioning detectors on patient metadata (age, sex, view): FiLM layers and stratified baselines."""
 
 from cxrad.metadata_conditioning.film import FiLM, MLPFiLM, NormativeFiLM
+from cxrad.metadata_conditioning.normative import GridMapCollector, NormativeMap
+from cxrad.metadata_conditioning.stratified import GroupCalibration, calibrate_scores
 
-__all__ = ["FiLM", "MLPFiLM", "NormativeFiLM"]
+__all__ = [
+    "FiLM",
+    "GridMapCollector",
+    "GroupCalibration",
+    "NormativeMap",
+    "MLPFiLM",
+    "NormativeFiLM",
+    "calibrate_scores",
+]

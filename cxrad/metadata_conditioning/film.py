@@ -40,9 +40,11 @@ class NormativeFiLM(FiLM):
             are shrunk toward the population instead of fitting noise.
         min_std_ratio: floor of ``sigma(m)`` as a fraction of ``sigma_bar`` (keeps ``gamma`` bounded).
         scale: also equalise the spread (``gamma != 1``); False shifts means only.
+        per_position: parameters per channel and position (else per channel, pooled over positions).
+        per_position: parameters per channel and position (else per channel, pooled over positions).
 
     Example:
-        >>> film = NormativeFiLM(metadata_dim=1)
+        >>> film = NormativeFiLM(metadata_dim=1, per_position=True)
         >>> x = torch.tensor([[[[0.0]]], [[[2.0]]]])  # two films, one feature
         >>> m = torch.tensor([[0.0], [1.0]])         # the metadata explains the whole difference
         >>> film.fit(x, m, prior_count=0.0)
@@ -50,20 +52,18 @@ class NormativeFiLM(FiLM):
         [1.0, 1.0]
     """
 
-    BUFFERS = (
-        "metadata_mean",
-        "mean_bar",
-        "var_bar",
-        "square_bar",
-        "coef_mean",
-        "coef_square",
-        "feature_shape",
-    )
+    BUFFERS = ("metadata_mean", "mean_bar", "var_bar", "coef_mean", "coef_var", "feature_shape")
 
     def __init__(
-        self, metadata_dim: int, prior_count: float = 5.0, min_std_ratio: float = 0.2, scale: bool = True
+        self,
+        metadata_dim: int,
+        prior_count: float = 5.0,
+        min_std_ratio: float = 0.2,
+        scale: bool = True,
+        per_position: bool = False,
     ) -> None:
         super().__init__()
+        self.per_position = per_position
         self.metadata_dim = metadata_dim
         self.prior_count = prior_count
         self.min_std_ratio = min_std_ratio
@@ -84,43 +84,61 @@ class NormativeFiLM(FiLM):
 
     @torch.no_grad()
     def fit(self, features: torch.Tensor, metadata: torch.Tensor, prior_count: float | None = None) -> None:
-        """Fit on normal films' features ``(N, C, H, W)`` (or ``(N, C)``) and metadata ``(N, D)``."""
+        """Fit on normal films' features ``(N, C, H, W)`` (or ``(N, C)``) and metadata ``(N, D)``.
+
+        Two ridge regressions on the centred metadata: first the feature means, then the squared residuals
+        around them (regressing raw second moments instead would subtract two shrunk estimates of large,
+        nearly equal numbers). Per position (``per_position=True``) every (channel, position) gets its own
+        moments; otherwise moments are pooled over positions and the FiLM is per channel.
+        """
         prior = self.prior_count if prior_count is None else prior_count
-        y = features.double().flatten(1)
-        m = metadata.double().to(y.device)
-        metadata_mean = m.mean(0)
-        centred = m - metadata_mean
+        pooled = not self.per_position and features.dim() == 4
+        x = features.double()
+        m = metadata.double().to(x.device)
+        centred = m - m.mean(0)
         gram = centred.T @ centred + prior * torch.eye(m.shape[1], dtype=m.dtype, device=m.device)
         solve = torch.linalg.pinv(gram) @ centred.T  # (D, N): shared by every feature's regression
-        square = y * y
+        first = x.mean((2, 3)) if pooled else x.flatten(1)
+        mean_bar = first.mean(0)
+        coef_mean = solve @ (first - mean_bar)
+        conditional_mean = (mean_bar + centred @ coef_mean).reshape(-1, *(x.shape[1:2] if pooled else x.shape[1:]))
+        if pooled:
+            conditional_mean = conditional_mean[..., None, None]
+        squared = (x - conditional_mean).square()
+        # The spread is always per channel, pooled over positions: per-position variance regressions from a
+        # few hundred films are too noisy to divide by.
+        residual = squared.mean((2, 3)) if x.dim() == 4 else squared
+        var_bar = residual.mean(0)
         fitted = {
-            "metadata_mean": metadata_mean,
-            "mean_bar": y.mean(0),
-            "var_bar": y.var(0, unbiased=False),
-            "square_bar": square.mean(0),
-            "coef_mean": solve @ (y - y.mean(0)),
-            "coef_square": solve @ (square - square.mean(0)),
+            "metadata_mean": m.mean(0),
+            "mean_bar": mean_bar,
+            "var_bar": var_bar,  # target spread: residual variance pooled over all training films
+            "coef_mean": coef_mean,
+            "coef_var": solve @ (residual - var_bar),
         }
         for name, value in fitted.items():
-            setattr(self, name, value.to(features.dtype))
-        self.feature_shape = torch.tensor(features.shape[1:], device=features.device)
+            setattr(self, name, value.float())
+        shape = (features.shape[1], 1, 1) if pooled else features.shape[1:]
+        self.feature_shape = torch.tensor(shape, device=features.device)
 
     def conditional_moments(self, metadata: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Normal mean and std of every feature given ``metadata``: two ``(B, P)`` tensors."""
+        """Normal mean ``(B, P)`` of every feature and std ``(B, C)`` of every channel given ``metadata``."""
         centred = metadata - self.metadata_mean
         mean = self.mean_bar + centred @ self.coef_mean
-        square = self.square_bar + centred @ self.coef_square
-        floor = (self.min_std_ratio**2) * self.var_bar
-        return mean, torch.maximum(square - mean * mean, floor).sqrt()
+        variance = self.var_bar + centred @ self.coef_var
+        floor = ((self.min_std_ratio**2) * self.var_bar).clamp_min(1e-12)
+        return mean, torch.maximum(variance, floor).sqrt()
 
     def parameters_for(self, metadata: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if not self.is_fitted:  # identity until fitted: the training pass collects raw features
             return torch.ones((), device=metadata.device), torch.zeros((), device=metadata.device)
         mean, std = self.conditional_moments(metadata.to(self.mean_bar.dtype))
         gamma = self.var_bar.sqrt() / std if self.scale else torch.ones_like(std)
-        beta = self.mean_bar - gamma * mean
         shape = (metadata.shape[0], *self.feature_shape.tolist())
-        return gamma.reshape(shape), beta.reshape(shape)
+        gamma = gamma.reshape(metadata.shape[0], -1, *[1] * (len(shape) - 2))  # per channel
+        mean = mean.reshape(shape)
+        beta = self.mean_bar.reshape(shape[1:]) - gamma * mean
+        return gamma, beta
 
 
 class MLPFiLM(FiLM):

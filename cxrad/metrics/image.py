@@ -44,7 +44,8 @@ def compute_image_metrics(
     """
     frame = check_predictions(predictions)
     labels, scores = frame["label"].to_numpy(), frame["score"].to_numpy()
-    fpr, tpr = rates_at_threshold(labels, scores, threshold.value)
+    cuts = threshold.cuts(frame)
+    fpr, tpr = rates_at_threshold(labels, scores, cuts)
     result: dict[str, Any] = {
         "image_auroc": auroc(labels, scores),
         "image_aupr": aupr(labels, scores),
@@ -52,6 +53,7 @@ def compute_image_metrics(
         "threshold": threshold.value,
         "threshold_is_oracle": threshold.is_oracle,
         "threshold_params": dict(threshold.params),
+        "threshold_groups": {"by": list(threshold.group_by), "values": dict(threshold.group_values)},
         "fpr": fpr,
         "tpr": tpr,
         "tpr_at_fpr_0.05": tpr_at_fpr(labels, scores, 0.05),
@@ -60,9 +62,9 @@ def compute_image_metrics(
         "n_test_normal": int((labels == 0).sum()),
         "n_test_abnormal": int((labels == 1).sum()),
         "per_finding_auroc": per_finding_auroc(frame),
-        "subgroups": subgroup_metrics(frame, threshold.value, age_bands),
+        "subgroups": subgroup_metrics(frame, cuts, age_bands),
     }
-    result.update(view_shortcut_metrics(frame, threshold.value))
+    result.update(view_shortcut_metrics(frame, cuts))
     return to_json_safe(result)
 
 
@@ -149,7 +151,12 @@ def assign_age_band(ages: np.ndarray, age_bands: tuple[float, ...]) -> np.ndarra
     return bands
 
 
-def group_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> dict[str, Any]:
+def _at(threshold: float | np.ndarray, rows: np.ndarray) -> float | np.ndarray:
+    """The cut(s) for the selected rows: a scalar cut applies to all, a per-row array is indexed."""
+    return threshold[rows] if isinstance(threshold, np.ndarray) else threshold
+
+
+def group_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | np.ndarray) -> dict[str, Any]:
     """AUROC/AUPR (None without both classes), FPR/TPR at the threshold and counts of one subgroup."""
     fpr, tpr = rates_at_threshold(labels, scores, threshold)
     return {
@@ -164,7 +171,7 @@ def group_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float) -> d
 
 
 def subgroup_metrics(
-    frame: pd.DataFrame, threshold: float, age_bands: tuple[float, ...] = (40.0, 60.0)
+    frame: pd.DataFrame, threshold: float | np.ndarray, age_bands: tuple[float, ...] = (40.0, 60.0)
 ) -> dict[str, dict[str, dict[str, Any]]]:
     """:func:`group_metrics` per view, sex and age band. Every group is always reported (stable keys for
     logging); an empty group has ``n == 0`` and None metrics.
@@ -180,13 +187,14 @@ def subgroup_metrics(
     }
     return {
         attribute: {
-            group: group_metrics(labels[values == group], scores[values == group], threshold) for group in groups
+            group: group_metrics(labels[values == group], scores[values == group], _at(threshold, values == group))
+            for group in groups
         }
         for attribute, (values, groups) in attributes.items()
     }
 
 
-def view_shortcut_metrics(frame: pd.DataFrame, threshold: float) -> dict[str, float | None]:
+def view_shortcut_metrics(frame: pd.DataFrame, threshold: float | np.ndarray) -> dict[str, float | None]:
     """How much the detector's decisions ride on the acquisition view rather than on disease.
 
     Returns:
@@ -202,7 +210,8 @@ def view_shortcut_metrics(frame: pd.DataFrame, threshold: float) -> dict[str, fl
     pa, ap = views == "PA", views == "AP"
     pa_auroc, ap_auroc = auroc(labels[pa], scores[pa]), auroc(labels[ap], scores[ap])
     normal_pa, normal_ap = scores[pa & (labels == 0)], scores[ap & (labels == 0)]
-    fpr_ap, fpr_pa = flag_rate(normal_ap >= threshold), flag_rate(normal_pa >= threshold)
+    cut_ap, cut_pa = _at(threshold, ap & (labels == 0)), _at(threshold, pa & (labels == 0))
+    fpr_ap, fpr_pa = flag_rate(normal_ap >= cut_ap), flag_rate(normal_pa >= cut_pa)
     known = pa | ap
     return {
         "view_stratified_auroc": None if pa_auroc is None or ap_auroc is None else (pa_auroc + ap_auroc) / 2,

@@ -30,4 +30,5 @@ def build_normative_film(conditioning: dict | None) -> NormativeFiLM | None:
         prior_count=conditioning.get("prior_count", 5.0),
         min_std_ratio=conditioning.get("min_std_ratio", 0.2),
         scale=conditioning.get("scale", True),
+        per_position=conditioning.get("per_position", False),
     )

@@ -7,9 +7,11 @@ from pathlib import Path
 from anomalib.engine import Engine
 from anomalib.models import AnomalibModule
 from hydra.utils import instantiate
+from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from cxrad.backbone import BackboneConfig
+from cxrad.model.checkpoint import WeightsOnlyCheckpoint
 from cxrad.scoring import ScoreCollector
 
 
@@ -21,7 +23,7 @@ def build_detector(cfg: DictConfig, image_size: int) -> AnomalibModule:
     return builder(backbone=backbone, image_size=image_size, seed=cfg.seed, conditioning=conditioning)
 
 
-def make_engine(cfg: DictConfig, out_dir: Path) -> tuple[Engine, ScoreCollector]:
+def make_engine(cfg: DictConfig, out_dir: Path, *callbacks: Callback) -> tuple[Engine, ScoreCollector]:
     """anomalib Engine writing under the run directory, with a callback that collects raw scores."""
     collector = ScoreCollector()
     engine = Engine(
@@ -30,7 +32,7 @@ def make_engine(cfg: DictConfig, out_dir: Path) -> tuple[Engine, ScoreCollector]
         devices=1,
         logger=False,
         max_epochs=cfg.model.max_epochs,
-        callbacks=[collector],
+        callbacks=[collector, WeightsOnlyCheckpoint(), *callbacks],  # checkpoints load with weights_only=True
         enable_progress_bar=cfg.progress_bar,
     )
     return engine, collector

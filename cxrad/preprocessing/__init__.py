@@ -1,5 +1,6 @@
-"""Film preprocessing: grayscale decode, resize + center crop, CLAHE, 3 channels (albumentations/OpenCV)."""
+"""Film preprocessing: grayscale decode (PNG/JPEG/DICOM), resize + center crop, CLAHE, 3 channels."""
 
+from cxrad.preprocessing.dicom import DecodeError, is_dicom
 from cxrad.preprocessing.transforms import PreprocessConfig, build_transform, read_grayscale
 
-__all__ = ["PreprocessConfig", "build_transform", "read_grayscale"]
+__all__ = ["DecodeError", "PreprocessConfig", "build_transform", "is_dicom", "read_grayscale"]

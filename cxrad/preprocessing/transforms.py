@@ -9,6 +9,8 @@ import albumentations as A
 import cv2
 import numpy as np
 
+from cxrad.preprocessing.dicom import DecodeError, is_dicom, read_dicom
+
 
 @dataclass(frozen=True)
 class PreprocessConfig:
@@ -38,15 +40,21 @@ class PreprocessConfig:
 
 
 def read_grayscale(path: str | Path) -> np.ndarray:
-    """Read a film as 8-bit grayscale, whatever its PNG mode (8/16-bit, gray, RGB, RGBA, palette).
+    """Read a film as 8-bit grayscale: DICOM (see :mod:`cxrad.preprocessing.dicom`) or any image OpenCV reads.
+
+    PNG modes: 8/16-bit, gray, gray+alpha, RGB, RGBA, palette (libpng expands it); alpha is ignored.
 
     Raises:
-        ValueError: when the file cannot be decoded.
+        DecodeError: (a ``ValueError``) when the file cannot be decoded.
     """
+    if is_dicom(path):
+        return read_dicom(path)
     image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if image is None:
-        msg = f"cannot decode image {path}: the file is missing, empty or not an image"
-        raise ValueError(msg)
+        msg = f"cannot decode image {path}: the file is missing, empty, truncated, corrupt or not an image"
+        raise DecodeError(msg)
+    if image.ndim == 3 and image.shape[2] == 1:
+        image = image[..., 0]
     if image.ndim == 3:
         code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
         image = cv2.cvtColor(image, code)

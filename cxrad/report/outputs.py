@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cxrad.data.dataset import CxrDataset
+from cxrad.metrics.nodules import nodule_size_mm
 from cxrad.preprocessing import PreprocessConfig
 from cxrad.report.overlay import overlay_heatmap, panel_caption
 from cxrad.report.plots import plot_pr, plot_roc, plot_score_distribution, save_heatmap_grid
@@ -28,7 +29,9 @@ PREDICTION_COLUMNS = (
     "view",
     "finding_labels",
     "patient_id",
+    "nodule_size_mm",
 )
+VAL_SCORE_COLUMNS = ("sample_index", "image_path", "raw_score", "score", "pred_label", "map_max", "age", "sex", "view")
 
 
 def _atomic_write(path: Path, write: callable) -> None:
@@ -56,8 +59,26 @@ def predictions_table(samples: pd.DataFrame, score: pd.Series, threshold: Thresh
     """Test films with their raw score and the label predicted at ``threshold``."""
     frame = samples.loc[score.index].copy()
     frame["score"] = score
-    frame["pred_label"] = (frame["score"] >= threshold.value).astype(int)
+    frame["pred_label"] = (frame["score"].to_numpy() >= threshold.cuts(frame)).astype(int)
+    frame["nodule_size_mm"] = nodule_size_mm(frame)
     return frame[list(PREDICTION_COLUMNS)]
+
+
+def val_scores_table(
+    samples: pd.DataFrame, raw: pd.Series, score: pd.Series, map_max: pd.Series, threshold: Threshold
+) -> pd.DataFrame:
+    """Normal validation films: raw and thresholded (calibrated) score, flag, map maximum, metadata.
+
+    ``score`` is in the units the threshold was fitted in (equal to ``raw_score`` without score calibration),
+    so threshold rules can be refitted later from ``val_scores.csv`` alone.
+    """
+    frame = samples.loc[score.index].copy()
+    frame["sample_index"] = score.index
+    frame["raw_score"] = raw.reindex(score.index)
+    frame["score"] = score
+    frame["pred_label"] = (frame["score"].to_numpy() >= threshold.cuts(frame)).astype(int)
+    frame["map_max"] = map_max.reindex(score.index)
+    return frame[list(VAL_SCORE_COLUMNS)]
 
 
 def write_plots(out_dir: Path, predictions: pd.DataFrame, threshold: Threshold, title: str) -> dict[str, Path]:
@@ -103,7 +124,15 @@ def _save_rgb(path: Path, rgb: np.ndarray) -> None:
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
 
 
-__all__ = ["write_run_figures", "predictions_table", "write_csv", "write_heatmaps", "write_json", "write_plots"]
+__all__ = [
+    "predictions_table",
+    "val_scores_table",
+    "write_csv",
+    "write_heatmaps",
+    "write_json",
+    "write_plots",
+    "write_run_figures",
+]
 
 
 def write_run_figures(

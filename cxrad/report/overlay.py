@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 MASK_RGB = (0, 255, 0)
+CONTOUR_RGB = (255, 255, 255)
 BOX_RGB = (0, 255, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
@@ -39,6 +40,9 @@ def overlay_heatmap(
     caption: str = "",
     alpha: float = 0.4,
     colormap: int = cv2.COLORMAP_JET,
+    value_range: tuple[float, float] | None = None,
+    fade: bool = False,
+    contour_level: float | None = None,
 ) -> np.ndarray:
     """The film with its anomaly map blended on top, ground truth outlined, and a caption band below.
 
@@ -55,6 +59,12 @@ def overlay_heatmap(
         caption: Text under the film; ``'\\n'`` starts a new line, long lines wrap.
         alpha: Weight of the map in the blend (0 = film only).
         colormap: An OpenCV colormap constant.
+        value_range: Map values shown as the lowest and highest colour (clipped outside); None = the map's own
+            min and max.
+        fade: Make the map's weight grow with its value (0 at the low end, ``alpha`` at the top), so the film
+            stays clean where the map is low.
+        contour_level: Outline, in white, where the map reaches this value (e.g. the run's threshold in map
+            units); None draws nothing.
 
     Returns:
         RGB uint8 array of shape (H + caption band, W, 3); rows ``[:H]`` are the annotated film.
@@ -65,17 +75,25 @@ def overlay_heatmap(
     """
     film = to_rgb_uint8(image)
     height, width = film.shape[:2]
-    heat, low, high = colorize_map(anomaly_map, (width, height), colormap)
+    heat, low, high = colorize_map(anomaly_map, (width, height), colormap, value_range)
     if not 0.0 <= alpha <= 1.0:
         msg = f"alpha={alpha} must lie in [0, 1]; 0.4 keeps the film readable"
         raise ValueError(msg)
-    panel = cv2.addWeighted(film, 1.0 - alpha, heat, alpha, 0.0)
+    values = cv2.resize(np.squeeze(np.asarray(anomaly_map, dtype=np.float32)), (width, height))
+    if fade:
+        weight = alpha * np.clip((values - low) / (high - low) if high > low else 0.0 * values, 0, 1)[..., None]
+        panel = (film * (1 - weight) + heat * weight).round().astype(np.uint8)
+    else:
+        panel = cv2.addWeighted(film, 1.0 - alpha, heat, alpha, 0.0)
     thickness = max(1, round(min(height, width) / 256))
+    if contour_level is not None:
+        outline_mask(panel, values >= contour_level, thickness, CONTOUR_RGB)
     if mask is not None:
         outline_mask(panel, mask, thickness)
     for box in boxes or ():
         draw_box(panel, box, thickness)
-    lines = [*caption.split("\n"), f"map range [{low:.4g}, {high:.4g}] (colours normalised per image)"]
+    scale = "colours normalised per image" if value_range is None else "fixed colour scale"
+    lines = [*caption.split("\n"), f"map range [{low:.4g}, {high:.4g}] ({scale})"]
     return np.vstack([panel, caption_band(lines, width)])
 
 
@@ -95,8 +113,11 @@ def to_rgb_uint8(image: np.ndarray) -> np.ndarray:
     raise ValueError(msg)
 
 
-def colorize_map(anomaly_map: np.ndarray, size: tuple[int, int], colormap: int) -> tuple[np.ndarray, float, float]:
-    """Resize a map to ``size`` (width, height), min-max normalise and colour it; return RGB and its range."""
+def colorize_map(
+    anomaly_map: np.ndarray, size: tuple[int, int], colormap: int, value_range: tuple[float, float] | None = None
+) -> tuple[np.ndarray, float, float]:
+    """Resize a map to ``size`` (width, height), scale ``value_range`` (default: min-max) to the colormap and
+    colour it; return RGB and the range used."""
     values = np.squeeze(np.asarray(anomaly_map, dtype=np.float32))
     if values.ndim != 2:
         msg = f"anomaly_map shape {np.shape(anomaly_map)} is not 2-D; pass one (h, w) map per film"
@@ -104,15 +125,15 @@ def colorize_map(anomaly_map: np.ndarray, size: tuple[int, int], colormap: int) 
     if not np.isfinite(values).all():
         msg = "anomaly_map holds NaN/inf values; check the model's anomaly-map output"
         raise ValueError(msg)
-    low, high = float(values.min()), float(values.max())
-    scaled = (values - low) / (high - low) if high > low else np.zeros_like(values)
+    low, high = (float(values.min()), float(values.max())) if value_range is None else map(float, value_range)
+    scaled = np.clip((values - low) / (high - low), 0, 1) if high > low else np.zeros_like(values)
     resized = cv2.resize(scaled, size, interpolation=cv2.INTER_LINEAR)
     levels = np.clip(resized * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return cv2.cvtColor(cv2.applyColorMap(levels, colormap), cv2.COLOR_BGR2RGB), low, high
 
 
-def outline_mask(panel: np.ndarray, mask: np.ndarray, thickness: int) -> None:
-    """Draw the outer contours of ``mask`` (resized to the panel) in green, in place."""
+def outline_mask(panel: np.ndarray, mask: np.ndarray, thickness: int, color: tuple[int, int, int] = MASK_RGB) -> None:
+    """Draw the outer contours of ``mask`` (resized to the panel) in ``color`` (green), in place."""
     height, width = panel.shape[:2]
     binary = (np.squeeze(np.asarray(mask)) > 0).astype(np.uint8)
     if binary.ndim != 2:
@@ -121,7 +142,7 @@ def outline_mask(panel: np.ndarray, mask: np.ndarray, thickness: int) -> None:
     if binary.shape != (height, width):
         binary = cv2.resize(binary, (width, height), interpolation=cv2.INTER_NEAREST)
     contours, _ = cv2.findContours(binary, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(panel, contours, -1, MASK_RGB, thickness)
+    cv2.drawContours(panel, contours, -1, color, thickness)
 
 
 def draw_box(panel: np.ndarray, box: Box, thickness: int) -> None:
@@ -146,21 +167,22 @@ def caption_band(lines: Sequence[str], width: int) -> np.ndarray:
     scale = font_scale(width)
     (_, line_height), baseline = cv2.getTextSize("Ag", FONT, scale, 1)
     step = line_height + baseline + 4
-    wrapped = [part for line in lines for part in wrap_text(line, width - 8, scale)]
-    band = np.zeros((step * len(wrapped) + 6, width, 3), dtype=np.uint8)
     thickness = max(1, round(scale * 1.6))
+    wrapped = [part for line in lines for part in wrap_text(line, width - 8, scale, thickness)]
+    band = np.zeros((step * len(wrapped) + 6, width, 3), dtype=np.uint8)
     for row, text in enumerate(wrapped):
         cv2.putText(band, text, (4, step * (row + 1)), FONT, scale, (255, 255, 255), thickness, cv2.LINE_AA)
     return band
 
 
-def wrap_text(line: str, max_width: int, scale: float) -> list[str]:
-    """Split ``line`` into pieces no wider than ``max_width`` pixels (a single long word stays whole)."""
+def wrap_text(line: str, max_width: int, scale: float, thickness: int = 1) -> list[str]:
+    """Split ``line`` into pieces no wider than ``max_width`` pixels drawn at ``thickness`` (a single long word
+    stays whole)."""
     pieces: list[str] = []
     current = ""
     for word in line.split(" "):
         candidate = f"{current} {word}" if current else word
-        if current and cv2.getTextSize(candidate, FONT, scale, 1)[0][0] > max_width:
+        if current and cv2.getTextSize(candidate, FONT, scale, thickness)[0][0] > max_width:
             pieces.append(current)
             candidate = word
         current = candidate

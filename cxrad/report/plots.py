@@ -86,7 +86,7 @@ def plot_roc(
         legend = f"{name}: AUROC {auroc(labels, scores):.3f} (n={len(rows)})"
         ax.plot(fpr, tpr, color=VIEW_COLORS[name], lw=2.0 if name == "all" else 1.3, label=legend)
         if threshold is not None:
-            point_fpr, point_tpr = rates_at_threshold(labels, scores, threshold.value)
+            point_fpr, point_tpr = rates_at_threshold(labels, scores, threshold.cuts(rows))
             ax.plot(point_fpr, point_tpr, **POINT_STYLE, mec=VIEW_COLORS[name])
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=1, label="chance")
     if threshold is not None:
@@ -131,7 +131,7 @@ def plot_pr(
         ax.plot(recall, precision, color=VIEW_COLORS[name], lw=2.0 if name == "all" else 1.3, label=legend)
         ax.axhline(labels.mean(), color=VIEW_COLORS[name], ls=":", lw=1)
         if threshold is not None:
-            flagged = scores >= threshold.value
+            flagged = scores >= threshold.cuts(rows)
             if flagged.any():  # precision is undefined when nothing is flagged
                 point = (flagged[labels == 1].mean(), labels[flagged].mean())
                 ax.plot(*point, **POINT_STYLE, mec=VIEW_COLORS[name])
@@ -187,7 +187,7 @@ def plot_score_distribution(
             **style,
         )
     ax.axvline(threshold.value, color="red", lw=2, label=threshold_label(threshold))
-    shortcut = view_shortcut_metrics(frame, threshold.value)
+    shortcut = view_shortcut_metrics(frame, threshold.cuts(frame))
     ax.set_title(f"{title}\n{shortcut_summary(shortcut)}", fontsize=10)
     ax.set_xlabel("raw anomaly score")
     ax.set_ylabel("density (each group normalised)")

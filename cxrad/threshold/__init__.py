@@ -7,7 +7,7 @@ Example:
     95.0
 """
 
-from cxrad.threshold.fit import METHODS, Threshold, fit_threshold, threshold_from_config
+from cxrad.threshold.fit import METHODS, Threshold, fit_threshold, per_group_threshold, threshold_from_config
 from cxrad.threshold.methods import f1_oracle_threshold, gmm_threshold, otsu_threshold, percentile_threshold
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "fit_threshold",
     "gmm_threshold",
     "otsu_threshold",
+    "per_group_threshold",
     "percentile_threshold",
     "threshold_from_config",
 ]

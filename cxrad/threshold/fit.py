@@ -16,7 +16,7 @@ from cxrad.threshold.methods import (
     percentile_threshold,
 )
 
-METHODS = ("otsu", "percentile", "gmm", "f1_oracle")
+METHODS = ("otsu", "percentile", "gmm", "f1_oracle", "per_group")
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,23 @@ class Threshold:
         is_oracle: True when the cut was chosen with test labels (``f1_oracle``): never report it as
             deployable.
         params: The rule's settings, e.g. ``{"q": 95.0}``.
+        group_by: metadata columns whose combined value picks a per-group cut (``per_group``), else empty.
+        group_values: cut per group key (e.g. ``{"AP": 2.1, "PA": 1.7}``); other groups use ``value``.
     """
 
     value: float
     method: str
     is_oracle: bool
     params: dict[str, float] = field(default_factory=dict)
+    group_by: tuple[str, ...] = ()
+    group_values: dict[str, float] = field(default_factory=dict)
+
+    def cuts(self, frame: pd.DataFrame) -> np.ndarray:
+        """The cut that applies to each row of ``frame`` (one value unless fitted per group)."""
+        if not self.group_by:
+            return np.full(len(frame), self.value, dtype=np.float64)
+        keys = group_keys(frame, self.group_by)
+        return keys.map(self.group_values).fillna(self.value).to_numpy(dtype=np.float64)
 
 
 def fit_threshold(
@@ -86,10 +97,62 @@ def fit_threshold(
         value = gmm_threshold(normal, n_components=n_components, seed=seed, tail=tail)
         params = {"n_components": float(n_components), "seed": float(seed), "tail": float(tail)}
         return Threshold(value, method, False, params)
+    if method == "per_group":
+        msg = "per_group thresholds need the films' metadata; call per_group_threshold(scores, frame, ...)"
+        raise ValueError(msg)
     if test_scores is None or test_labels is None:
         msg = "method 'f1_oracle' needs test_scores and test_labels; pass both or pick an unsupervised method"
         raise ValueError(msg)
     return Threshold(f1_oracle_threshold(test_scores, test_labels), method, True, {})
+
+
+def group_keys(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.Series:
+    """One key per row joining the values of ``columns`` (age becomes its band), e.g. ``'AP|F'``."""
+    parts = [age_bands(frame["age"]) if column == "age_band" else frame[column].astype(str) for column in columns]
+    keys = parts[0]
+    for part in parts[1:]:
+        keys = keys + "|" + part
+    return keys
+
+
+def age_bands(ages: pd.Series, edges: tuple[float, ...] = (40.0, 60.0)) -> pd.Series:
+    """'<40' / '40-60' / '>=60' / 'unknown' labels (the bands of the subgroup metrics)."""
+    names = [f"<{edges[0]:g}", *(f"{a:g}-{b:g}" for a, b in zip(edges, edges[1:], strict=False)), f">={edges[-1]:g}"]
+    index = np.searchsorted(np.asarray(edges), ages.to_numpy(dtype=np.float64), side="right")
+    labels = np.asarray(names, dtype=object)[np.minimum(index, len(names) - 1)]
+    return pd.Series(np.where(ages.isna(), "unknown", labels), index=ages.index)
+
+
+def per_group_threshold(
+    normal_scores: pd.Series,
+    normal_frame: pd.DataFrame,
+    *,
+    q: float = 95.0,
+    group_by: tuple[str, ...] = ("view",),
+    min_group_size: int = 10,
+) -> Threshold:
+    """The q-th percentile of normal validation scores within each metadata group.
+
+    Groups with fewer than ``min_group_size`` normal films use the global percentile (a noisy per-group cut
+    is worse than a shared one). Equalises the false-positive rate across groups without changing any
+    ranking, so AUROCs are untouched.
+
+    Example:
+        >>> f = pd.DataFrame({"view": ["PA"] * 10 + ["AP"] * 10, "age": 50.0})
+        >>> s = pd.Series(list(range(10)) + list(range(10, 20)), dtype=float)
+        >>> t = per_group_threshold(s, f, q=50.0, min_group_size=5)
+        >>> t.group_values
+        {'AP': 14.5, 'PA': 4.5}
+    """
+    overall = percentile_threshold(check_scores(normal_scores.to_numpy()), q)
+    keys = group_keys(normal_frame, group_by)
+    values = {
+        str(key): percentile_threshold(scores.to_numpy(), q)
+        for key, scores in normal_scores.groupby(keys.to_numpy())
+        if len(scores) >= min_group_size
+    }
+    params = {"q": float(q), "min_group_size": float(min_group_size)}
+    return Threshold(overall, "per_group", False, params, tuple(group_by), dict(sorted(values.items())))
 
 
 def threshold_from_config(
@@ -97,6 +160,10 @@ def threshold_from_config(
 ) -> Threshold:
     """Fit ``conf/threshold/<method>.yaml`` on the normal validation scores (test labels only for the oracle)."""
     params = {k: v for k, v in config.items() if k != "method"}
+    if config["method"] == "per_group":
+        normal_val = samples.loc[val_scores.index]
+        group_by = tuple(params.pop("group_by", ("view",)))
+        return per_group_threshold(val_scores, normal_val, group_by=group_by, **params)
     test_labels = samples.loc[test_scores.index, "label"].to_numpy()
     return fit_threshold(
         str(config["method"]),

@@ -109,9 +109,10 @@ def test_pretrained_patchcore_detects_synthetic_lesions(run_tiny) -> None:
     assert samples.groupby("patient_id").split.nunique().max() == 1
 
 
-def test_same_seed_same_scores(run_tiny) -> None:
-    _, first = run_tiny("backbone=resnet18", RANDOM, name="a")
-    _, second = run_tiny("backbone=resnet18", RANDOM, name="b")
+@pytest.mark.parametrize("model", ["patchcore", "padim"])
+def test_same_seed_same_scores(run_tiny, model: str) -> None:
+    _, first = run_tiny(f"model={model}", "backbone=resnet18", RANDOM, name="a")
+    _, second = run_tiny(f"model={model}", "backbone=resnet18", RANDOM, name="b")
     assert np.array_equal(read_predictions(first).score, read_predictions(second).score)
 
 

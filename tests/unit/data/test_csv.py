@@ -5,6 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cxrad.data.checks import ScanConfig, screen_samples
 from cxrad.data.csv import csv_table
 from cxrad.data.samples import prepare_samples
 from cxrad.data.table import SplitConfig
@@ -26,7 +27,18 @@ def test_relative_paths_resolve_and_missing_files_are_reported(tmp_path: Path) -
     )
     frame, report = csv_table(tmp_path / "s.csv")
     assert report == {"metadata_rows": 5, "missing_images": 1}
-    assert all(Path(p).is_absolute() and Path(p).is_file() for p in frame.image_path)
+    assert all(Path(p).is_absolute() for p in frame.image_path)
+    kept, skipped = screen_samples(frame, ScanConfig(min_side=16))  # the missing file is listed, not lost
+    assert len(kept) == 4 and skipped.reason.tolist() == ["file_not_found"]
+    assert skipped.image_path.iloc[0].endswith("imgs/absent.png")
+
+
+def test_no_existing_image_names_the_root_to_set(tmp_path: Path) -> None:
+    pd.DataFrame({"image_path": ["a.png", "b.png"], "label": 0, "age": 1, "sex": "F", "view": "PA"}).to_csv(
+        tmp_path / "s.csv", index=False
+    )
+    with pytest.raises(FileNotFoundError, match=rf"none of the 2 image_path entries.*data.source.root={tmp_path}"):
+        csv_table(tmp_path / "s.csv")
 
 
 def test_given_split_column_is_used(tmp_path: Path) -> None:

@@ -10,11 +10,25 @@ from cxrad.data.samples import prepare_samples
 from cxrad.data.table import SplitConfig
 
 
-def test_full_metadata_without_images_reports_them_missing(shared_data: Path) -> None:
-    frame, report = nih_table(shared_data / "nih_metadata")
-    assert report["metadata_rows"] == 112_120
-    assert report["missing_images"] == report["selected_films"] > 100_000
-    assert frame.empty
+def test_full_metadata_without_images_is_an_error_naming_root_and_rows(shared_data: Path) -> None:
+    root = shared_data / "nih_metadata"
+    with pytest.raises(
+        FileNotFoundError, match=rf"no images found under data.root={root}: no PNG.*112120 metadata rows"
+    ):
+        nih_table(root)
+
+
+def test_views_keep_unknown_films_unless_excluded(shared_data: Path, tmp_path: Path) -> None:
+    src = shared_data / "nih64_sample"
+    meta = pd.read_csv(src / "Data_Entry_2017_v2020.csv")
+    meta.loc[:2, "View Position"] = ["LL", "", "AP Supine"]
+    meta.to_csv(tmp_path / "Data_Entry_2017.csv", index=False)
+    (tmp_path / "images").symlink_to(src / "images")
+    frame, _ = nih_table(tmp_path)
+    assert len(frame) == len(meta)  # lateral and blank views are kept (as unknown), never silently dropped
+    assert len(nih_table(tmp_path, views=["PA", "AP"])[0]) == len(meta) - 2
+    with pytest.raises(ValueError, match=r"data.source.views has \['LL'\]"):
+        nih_table(tmp_path, views=["PA", "LL"])
 
 
 def test_full_metadata_patient_split_never_crosses(shared_data: Path, tmp_path: Path) -> None:

@@ -1,0 +1,132 @@
+"""Does conditioning remove the view shortcut? none / stratified / film / normative for each model.
+
+Runs the real pipeline (``cxrad.run.run``) on (a) synthetic films with a strong view confound and (b) the real
+NIH 64x64 sample with EfficientNet-Lite0, and writes ``experiments/conditioning.md`` and ``.json``.
+
+    .venv/bin/python benchmarks/conditioning.py            # everything (~15 min on 2 CPU cores)
+    .venv/bin/python benchmarks/conditioning.py --quick    # PatchCore and PaDiM only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from cxrad.run import run
+
+REPO = Path(__file__).resolve().parents[1]
+COLUMNS = (
+    "image_auroc",
+    "view_stratified_auroc",
+    "normal_view_leakage_auroc",
+    "fpr_ap_normals",
+    "fpr_pa_normals",
+    "view_only_auroc",
+)
+SETTINGS = {
+    # AP share 20% among normals vs 60% among abnormals, and the phantom's full AP effect.
+    "synthetic_confound": [
+        "data.source.n_normal=300",
+        "data.source.n_abnormal=120",
+        "data.source.ap_share_normal=0.2",
+        "data.source.ap_share_abnormal=0.6",
+        "data.source.ap_effect=1.0",
+    ],
+    "nih64_lite0": [
+        "data=nih",
+        "data.source.root=${paths.shared_data}/nih64_sample",
+        "preprocessing.image_size=64",
+        "data.split.val_fraction=0.4",
+        "data.split.test_fraction=0.1",
+        "data.num_workers=0",
+    ],
+}
+CONDITIONS = {
+    "patchcore": ("none", "stratified", "film", "normative", "normative +metadata_conditioning.scale=false"),
+    "padim": ("none", "stratified", "film", "normative", "normative +metadata_conditioning.scale=false"),
+    "fastflow": ("none", "stratified", "normative"),
+    "draem": ("none", "stratified", "normative"),
+}
+SLOW_MODEL_OVERRIDES = {
+    "fastflow": ["backbone=resnet18", "backbone.pretrained=false", "model.max_epochs=3"],
+    "draem": ["model.max_epochs=3"],
+}
+
+
+def run_one(setting: str, model: str, conditioning: str, out_root: Path) -> dict:
+    option, *extra = conditioning.split()
+    overrides = [
+        *SETTINGS[setting],
+        f"model={model}",
+        f"metadata_conditioning={option}",
+        *extra,
+        "progress_bar=false",
+        "heatmap_top_k=0",
+        *SLOW_MODEL_OVERRIDES.get(model, []),
+    ]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out_root / f"{setting}-{model}-{'-'.join([option, *extra])}")
+        del cfg.hydra
+    metrics = run(cfg)
+    return {
+        "setting": setting,
+        "model": model,
+        "conditioning": conditioning,
+        "backbone": metrics["backbone"],
+        **{k: metrics[k] for k in COLUMNS},
+    }
+
+
+def markdown(rows: list[dict]) -> str:
+    head = "| setting | model | conditioning | " + " | ".join(COLUMNS) + " | AP-PA FPR gap |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 4)]
+    for row in rows:
+        gap = (
+            None
+            if None in (row["fpr_ap_normals"], row["fpr_pa_normals"])
+            else row["fpr_ap_normals"] - row["fpr_pa_normals"]
+        )
+        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS]
+        lines.append(
+            f"| {row['setting']} | {row['model']} | {row['conditioning']} | "
+            + " | ".join(cells)
+            + f" | {'n/a' if gap is None else f'{gap:+.3f}'} |"
+        )
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="PatchCore and PaDiM only")
+    parser.add_argument("--out", type=Path, default=REPO / "experiments" / "conditioning")
+    args = parser.parse_args()
+    models = ("patchcore", "padim") if args.quick else tuple(CONDITIONS)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for setting in SETTINGS:
+            for model in models:
+                for conditioning in CONDITIONS[model]:
+                    try:
+                        rows.append(run_one(setting, model, conditioning, Path(tmp)))
+                    except ValueError as error:  # e.g. too few normal validation films for an option
+                        print(f"{setting} {model} {conditioning}: not run: {error}", flush=True)
+                        continue
+                    print(markdown(rows[-1:]).splitlines()[-1], flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
+    command = "python benchmarks/conditioning.py" + (" --quick" if args.quick else "")
+    args.out.with_suffix(".md").write_text(f"Regenerate: `{command}`\n\n{markdown(rows)}\n")
+    print(markdown(rows))
+
+
+if __name__ == "__main__":
+    main()

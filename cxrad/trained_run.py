@@ -1,0 +1,141 @@
+"""Load a finished run directory back: its config, trained detector, preprocessing and threshold.
+
+Shared by ``python -m cxrad.heatmap`` and ``python -m cxrad.predict``. A run directory holds
+``.hydra/config.yaml``, ``metrics.json`` and anomalib's checkpoint at
+``<run_dir>/<ModelClass>/v<N>/weights/lightning/model.ckpt``.
+
+Example:
+    >>> cfg, model, preprocess, threshold = load_trained_run("outputs/runs/2026-01-01_patchcore")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import NamedTuple
+
+import pandas as pd
+import torch
+from anomalib import PrecisionType
+from anomalib.models import AnomalibModule
+from omegaconf import DictConfig, OmegaConf, open_dict
+from torch import nn
+
+from cxrad.metadata_conditioning import calibrate_scores
+from cxrad.model.checkpoint import find_checkpoint, load_weights, read_checkpoint
+from cxrad.model.factory import build_detector
+from cxrad.preprocessing import PreprocessConfig
+from cxrad.threshold import Threshold
+
+# Conditioning options that live inside the model: its raw scores are already in the threshold's units.
+MODEL_CONDITIONING = ("none", "film")
+# Plain enums anomalib stores in checkpoint hyperparameters; safe to allow under ``weights_only=True``.
+SAFE_GLOBALS = [PrecisionType]
+
+
+class TrainedRun(NamedTuple):
+    """What a run left behind, ready to score new films (unpacks as ``cfg, model, preprocess, threshold``)."""
+
+    cfg: DictConfig
+    model: AnomalibModule
+    preprocess: PreprocessConfig
+    threshold: Threshold
+
+
+def load_trained_run(run_dir: str | Path) -> TrainedRun:
+    """Rebuild the run's detector from its config and load its Lightning checkpoint (``weights_only=True``).
+
+    Backbone weights come from the checkpoint, so the detector is built with ``backbone.pretrained=false``
+    (no hub access). The model is returned in eval mode on the CPU.
+
+    Raises:
+        FileNotFoundError: naming the missing file (config, metrics or checkpoint) and what writes it.
+    """
+    run_dir = Path(run_dir).expanduser().resolve()
+    cfg = load_run_config(run_dir)
+    preprocess = PreprocessConfig(**cfg.preprocessing)
+    weights_log = logging.getLogger("cxrad.backbone.weights")
+    level = weights_log.level
+    weights_log.setLevel(logging.ERROR)  # "RANDOM weights" is true only until the checkpoint is loaded
+    try:
+        model = build_detector(cfg, preprocess.image_size)
+    finally:
+        weights_log.setLevel(level)
+    load_checkpoint(model, run_dir)
+    model.eval()
+    return TrainedRun(cfg, model, preprocess, load_threshold(run_dir))
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """``.hydra/config.yaml`` with the output dir pinned to ``run_dir`` and pretrained loading switched off."""
+    path = run_dir / ".hydra" / "config.yaml"
+    if not path.is_file():
+        msg = f"{path} does not exist: {run_dir} is not a cxrad run directory (python -m cxrad.run writes one)"
+        raise FileNotFoundError(msg)
+    cfg = OmegaConf.load(path)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(run_dir)  # was ${hydra:runtime.output_dir}, unresolvable outside Hydra
+        cfg.backbone.pretrained = False  # the checkpoint holds the backbone weights
+    return cfg
+
+
+def load_checkpoint(model: nn.Module, run_dir: Path) -> None:
+    """Load the run's newest checkpoint into ``model`` (``weights_only=True``; :mod:`cxrad.model.checkpoint`).
+
+    Checkpoints written before cxrad stripped anomalib's ``PrecisionType`` enum from the hyperparameters
+    still load: that plain enum is allowed explicitly.
+    """
+    with torch.serialization.safe_globals(SAFE_GLOBALS):
+        checkpoint = read_checkpoint(find_checkpoint(run_dir))
+    load_weights(model, checkpoint)
+
+
+def load_threshold(run_dir: Path) -> Threshold:
+    """The run's fitted threshold, read back from ``metrics.json``."""
+    path = run_dir / "metrics.json"
+    if not path.is_file():
+        msg = f"{path} does not exist: the run did not finish; rerun it (python -m cxrad.run)"
+        raise FileNotFoundError(msg)
+    metrics = json.loads(path.read_text())
+    groups = metrics.get("threshold_groups") or {}
+    return Threshold(
+        value=float(metrics["threshold"]),
+        method=str(metrics["threshold_method"]),
+        is_oracle=bool(metrics.get("threshold_is_oracle", False)),
+        params=dict(metrics.get("threshold_params") or {}),
+        group_by=tuple(groups.get("by") or ()),
+        group_values={str(k): float(v) for k, v in (groups.get("values") or {}).items()},
+    )
+
+
+def to_threshold_units(run_dir: str | Path, cfg: DictConfig, raw: pd.Series, frame: pd.DataFrame) -> pd.Series:
+    """Raw scores of new films in the units the run's threshold was fitted in.
+
+    Identity when the conditioning is inside the model (``none``, ``film``); for ``stratified`` the score
+    calibration is refitted, exactly as in the run, from the normal validation scores in ``val_scores.csv``.
+
+    Args:
+        run_dir: The run directory.
+        cfg: Its config (:func:`load_run_config`).
+        raw: Raw detector scores, indexed like ``frame``.
+        frame: The films' ``age``, ``sex`` and ``view``.
+    """
+    name = cfg.metadata_conditioning.name
+    if name in MODEL_CONDITIONING:
+        return raw
+    if name != "stratified":
+        msg = (
+            f"metadata_conditioning={name} re-scores films after the model and cxrad.trained_run cannot redo it "
+            "for new films yet; score them with a run using none, film or stratified conditioning"
+        )
+        raise ValueError(msg)
+    path = Path(run_dir) / "val_scores.csv"
+    if not path.is_file():
+        msg = f"{path} does not exist: the run predates val_scores.csv; rerun it to score calibrated films"
+        raise FileNotFoundError(msg)
+    val = pd.read_csv(path)
+    val.index = -1 - val.index  # keep validation rows apart from the new films' index
+    samples = pd.concat([val.assign(label=0), frame.assign(label=0)])
+    _, calibrated = calibrate_scores(cfg.metadata_conditioning, val["raw_score"], raw, samples)
+    return calibrated

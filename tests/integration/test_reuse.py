@@ -1,0 +1,109 @@
+"""A trained run reused: resumed without fitting again, and scoring new films with ``python -m cxrad.predict``.
+
+One tiny PatchCore + FiLM run on real NIH films (memory bank and FiLM statistics in the checkpoint) serves all.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from cxrad.predict import main, predict
+from cxrad.run import run
+from tests.films import dicom_from_png, write_truncated_png
+from tests.integration.conftest import compose_config, read_predictions
+
+TAGS = {"PatientAge": "071Y", "PatientSex": "M", "ViewPosition": "PA"}
+MODEL = ("model=patchcore", "metadata_conditioning=film", "backbone=resnet18", "backbone.pretrained=false")
+
+
+def _data(shared_data: Path) -> list[str]:
+    root = f"data.source.root={shared_data / 'nih64_sample'}"
+    return ["data=nih", root, "data.num_workers=0", "data.split.val_fraction=0.3"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory, cache_dir: Path, shared_data: Path) -> Path:
+    """A finished run directory as Hydra leaves it (``.hydra/config.yaml`` included)."""
+    out = tmp_path_factory.mktemp("trained") / "patchcore_film"
+    cfg = compose_config([*_data(shared_data), *MODEL], out, cache_dir)
+    run(cfg)
+    (out / ".hydra").mkdir()
+    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
+    return out
+
+
+def test_resume_reuses_the_fit_and_reproduces_the_scores(run_dir: Path, run_tiny, shared_data: Path) -> None:
+    (checkpoint,) = glob.glob(str(run_dir / "*" / "v*" / "weights" / "lightning" / "model.ckpt"))
+    state = torch.load(checkpoint, weights_only=True)["state_dict"]  # nothing but weights in it
+    assert state["_is_fitted"].all() and state["model.memory_bank"].numel() and state["model.film.mean_bar"].numel()
+    first_metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics, resumed = run_tiny(*_data(shared_data), *MODEL, f"resume_from={run_dir}", name="resumed")
+    assert metrics["resumed_from"] == checkpoint and first_metrics["resumed_from"] is None
+    assert not glob.glob(str(resumed / "*" / "v*"))  # nothing was fitted again
+    assert np.array_equal(read_predictions(run_dir).score, read_predictions(resumed).score)
+    with pytest.raises(ValueError, match="was trained on other films"):
+        run_tiny(*_data(shared_data), *MODEL, "data.split.val_fraction=0.4", f"resume_from={run_dir}", name="other")
+    assert json.loads((run_dir / "metrics.json").read_text()) == first_metrics  # the earlier run is untouched
+
+
+def test_predict_reproduces_the_runs_own_test_scores(run_dir: Path, tmp_path: Path) -> None:
+    """Same weights (memory bank, FiLM), same preprocessing and metadata, same threshold: same answers."""
+    expected = read_predictions(run_dir)
+    expected[["image_path", "age", "sex", "view", "label"]].to_csv(tmp_path / "films.csv", index=False)
+    predictions, skipped, out = predict(run_dir, tmp_path / "films.csv", tmp_path / "out")
+    assert skipped.empty and list(predictions.columns[-1:]) == ["label"]
+    merged = expected.merge(predictions, on="image_path", suffixes=("_run", ""))
+    assert len(merged) == len(expected)
+    np.testing.assert_allclose(merged.score, merged.score_run, rtol=1e-5)
+    assert (merged.pred_label == merged.pred_label_run).all()
+    assert all(Path(p).is_file() for p in predictions.heatmap)
+    assert pd.read_csv(out / "predictions.csv").shape == predictions.shape
+
+
+def test_predict_a_folder_of_full_size_pngs_dicoms_and_a_broken_file(
+    run_dir: Path, tmp_path: Path, shared_data: Path
+) -> None:
+    folder = tmp_path / "inbox"
+    folder.mkdir()
+    pngs = sorted((shared_data / "nih_sample").rglob("*.png"))[:3]
+    for png in pngs:
+        (folder / png.name).symlink_to(png)
+    dicom_from_png(pngs[0], folder / "tagged.dcm", TAGS, monochrome1=False)
+    dicom_from_png(pngs[1], folder / "untagged", {})  # MONOCHROME1, no extension, no tags
+    write_truncated_png(folder / "broken.png", np.zeros((64, 64), np.uint8))
+    predictions, skipped, _ = predict(run_dir, folder, tmp_path / "out", heatmaps=False)
+    by_name = predictions.set_index(predictions.image_path.map(lambda p: Path(p).name))
+    assert set(by_name.index) == {png.name for png in pngs} | {"tagged.dcm", "untagged"}
+    assert (by_name.loc["tagged.dcm", "age"], by_name.loc["tagged.dcm", "sex"]) == (71.0, "M")
+    assert by_name.loc["untagged", "view"] == "unknown" and np.isnan(by_name.loc["untagged", "age"])
+    # a 12-bit MONOCHROME1 DICOM of a PNG film, with the same (unknown) metadata: nearly the same score
+    assert by_name.loc["untagged", "score"] == pytest.approx(by_name.loc[pngs[1].name, "score"], rel=0.05)
+    assert ((predictions.score >= predictions.threshold) == predictions.pred_label.astype(bool)).all()
+    assert skipped.reason.tolist() == ["corrupt"] and skipped.image_path.iloc[0].endswith("broken.png")
+    with pytest.raises(FileExistsError, match="never overwrites"):
+        predict(run_dir, folder, tmp_path / "out")
+
+
+def test_command_line_overrides_metadata_and_reports(run_dir: Path, tmp_path: Path, shared_data: Path, capsys) -> None:
+    film = dicom_from_png(next((shared_data / "nih_sample").rglob("*.png")), tmp_path / "film.dcm", TAGS)
+    status = main([str(run_dir), str(film), "--out", str(tmp_path / "out"), "--age", "45", "--view", "AP"])
+    assert status == 0
+    report = capsys.readouterr().out
+    assert "1 film(s) scored" in report and "flagged abnormal" in report and "heatmaps" in report
+    row = pd.read_csv(tmp_path / "out" / "predictions.csv").iloc[0]
+    assert (row.age, row.sex, row.view) == (45.0, "M", "AP")  # overrides win; the tag fills the rest
+    assert Path(row.heatmap).is_file()
+    assert main([str(run_dir), str(tmp_path / "nowhere.png")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main([str(run_dir), str(film), "--view", "lateral"]) == 2
+    assert "--view 'lateral' is not understood; use PA, AP or unknown" in capsys.readouterr().err
+    assert main([str(tmp_path), str(film)]) == 2  # not a run directory
+    assert "cxrad.run" in capsys.readouterr().err

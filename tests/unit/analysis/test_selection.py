@@ -1,0 +1,127 @@
+"""Final model selection: hand-computed scores, tie-breaks, missing terms, oracle runs, reproduce commands."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrad.analysis import SelectionConfig, load_sweep, rank_runs, reproduce_command, threshold_comparison
+from cxrad.analysis.leaderboard import formula, markdown_table
+from cxrad.select import select
+from cxrad.threshold import fit_threshold
+from tests.sweep_factory import write_run
+
+CONFIG = SelectionConfig(weights={"small_nodule_auroc": 1.0, "image_auroc": 1.0, "fpr": 0.5})
+
+
+def _sweep(rows: list[dict]) -> pd.DataFrame:
+    base = {"threshold_is_oracle": False, "small_nodule_low_confidence": False, "small_nodule_n": 30}
+    return pd.DataFrame([{**base, **row} for row in rows])
+
+
+def test_ranking_by_hand() -> None:
+    sweep = _sweep(
+        [
+            {"run": "A", "small_nodule_auroc": 0.80, "image_auroc": 0.90, "fpr": 0.10},  # 0.8+0.9-0.05 = 1.65
+            {"run": "B", "small_nodule_auroc": 0.70, "image_auroc": 0.95, "fpr": 0.05},  # 1.625
+            {"run": "C", "small_nodule_auroc": 0.75, "image_auroc": 0.92, "fpr": 0.04},  # 1.65, ties A
+            {"run": "D", "small_nodule_auroc": None, "image_auroc": 0.99, "fpr": 0.00},  # 0.99*2.5/1.5 = 1.65
+            {"run": "E", "small_nodule_auroc": 0.90, "image_auroc": 0.99, "fpr": 0.00, "threshold_is_oracle": True},
+        ]
+    )
+    board, notes = rank_runs(sweep, CONFIG)
+    # C beats A on the tie by image_auroc; D lacks a term; E's oracle FPR is not deployable
+    assert board["run"].tolist() == ["C", "A", "B", "D", "E"]
+    assert board["rank"].tolist() == [1, 2, 3, 4, 5]
+    scores = dict(zip(board["run"], board["score"], strict=True))
+    assert scores["A"] == pytest.approx(1.65) and scores["B"] == pytest.approx(1.625)
+    assert scores["D"] == pytest.approx(0.99 * 2.5 / 1.5)
+    row_b = board.set_index("run").loc["B"]
+    assert (row_b["term_small_nodule_auroc"], row_b["term_image_auroc"], row_b["term_fpr"]) == pytest.approx(
+        (0.70, 0.95, -0.025)
+    )
+    assert "missing small_nodule_auroc" in board.set_index("run").loc["D", "notes"]
+    assert "not deployable" in board.set_index("run").loc["E", "notes"]
+    assert notes == []
+
+
+def test_term_missing_everywhere_is_dropped_and_renormalised() -> None:
+    sweep = _sweep(
+        [
+            {"run": "x", "small_nodule_auroc": None, "image_auroc": 0.8, "fpr": 0.2},  # (0.8-0.1)*2.5/1.5
+            {"run": "y", "small_nodule_auroc": None, "image_auroc": 0.7, "fpr": 0.0},  # 0.7*2.5/1.5
+        ]
+    )
+    board, notes = rank_runs(sweep, CONFIG)
+    assert board["run"].tolist() == ["x", "y"]
+    assert board["score"].tolist() == pytest.approx([0.7 * 2.5 / 1.5, 0.7 * 2.5 / 1.5])  # tie -> higher auroc
+    assert "term_small_nodule_auroc" not in board.columns
+    assert notes and "missing in every run" in notes[0]
+    assert board["complete"].all()
+
+
+def test_full_tie_falls_back_to_lower_fpr_then_run_name() -> None:
+    sweep = _sweep(
+        [
+            {"run": "b", "small_nodule_auroc": 0.7, "image_auroc": 0.8, "fpr": 0.1},
+            {"run": "a", "small_nodule_auroc": 0.7, "image_auroc": 0.8, "fpr": 0.1},
+        ]
+    )
+    assert rank_runs(sweep, CONFIG)[0]["run"].tolist() == ["a", "b"]
+
+
+def test_low_confidence_small_nodule_term_is_noted() -> None:
+    row = {"run": "a", "small_nodule_auroc": 0.7, "image_auroc": 0.8, "fpr": 0.1, "small_nodule_low_confidence": True}
+    board, _ = rank_runs(_sweep([{**row, "small_nodule_n": 4}]), CONFIG)
+    assert "on 4 positives: low confidence" in board.loc[0, "notes"]
+
+
+def test_config_rejects_unknown_or_negative_weights() -> None:
+    with pytest.raises(ValueError, match=r"unknown term\(s\) \['aupr'\]"):
+        SelectionConfig(weights={"aupr": 1.0})
+    with pytest.raises(ValueError, match="must be >= 0"):
+        SelectionConfig(weights={"fpr": -1.0})
+    default = SelectionConfig.load()
+    assert formula(default) == "score = 1*small_nodule_auroc + 1*image_auroc - 0.5*fpr"
+
+
+def test_reproduce_command_quotes_and_forces_a_single_run(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "0_padim", overrides=("model=padim", "data.source.findings=[nodule,mass]"))
+    assert reproduce_command(run) == "python -m cxrad.run model=padim 'data.source.findings=[nodule,mass]'"
+    run = write_run(tmp_path / "1_padim", overrides=("experiment=research_sweep", "model=padim"))
+    assert reproduce_command(run).endswith("experiment=research_sweep model=padim hydra.mode=RUN")
+
+
+def test_threshold_comparison_refits_each_rule(tmp_path: Path) -> None:
+    run = write_run(tmp_path / "0_run")
+    methods = {"percentile": {"q": 90.0}, "per_group": {"q": 90.0, "min_group_size": 5}, "f1_oracle": {}}
+    table = threshold_comparison(run, methods).set_index("method")
+    val, test = pd.read_csv(run / "val_scores.csv"), pd.read_csv(run / "predictions.csv")
+    cut = fit_threshold("percentile", val["score"].to_numpy(), q=90.0).value
+    normal = test["label"] == 0
+    assert table.loc["percentile", "fpr"] == pytest.approx((test.loc[normal, "score"] >= cut).mean())
+    assert table.loc["percentile", "threshold"] == f"{cut:.4g}"
+    assert "AP" in table.loc["per_group", "threshold"] and "PA" in table.loc["per_group", "threshold"]
+    assert bool(table.loc["f1_oracle", "oracle"]) and not bool(table.loc["percentile", "oracle"])
+    ap = normal & (test["view"] == "AP")
+    assert table.loc["percentile", "fpr_ap_normals"] == pytest.approx((test.loc[ap, "score"] >= cut).mean())
+
+
+def test_select_writes_both_leaderboards_and_names_the_winner(tmp_path: Path) -> None:
+    write_run(tmp_path / "0_patchcore", image_auroc=0.7, overrides=("model=patchcore",))
+    write_run(tmp_path / "1_padim", model="padim", image_auroc=0.9, overrides=("model=padim",), seed=1)
+    text = select(tmp_path)
+    board = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert board["run"].tolist() == ["1_padim", "0_patchcore"]
+    assert "## Selected: 1_padim" in text and "python -m cxrad.run model=padim" in text
+    assert (tmp_path / "leaderboard.md").read_text() == text
+    assert (tmp_path / "threshold_comparison.csv").is_file()
+    assert len(load_sweep(tmp_path)) == 2  # the leaderboard files do not count as runs
+
+
+def test_markdown_table_formats_missing_and_pipes() -> None:
+    table = markdown_table(pd.DataFrame({"a": [np.nan], "b": ["x|y"], "c": [True]}))
+    assert table.splitlines()[-1] == "| - | x\\|y | yes |"
