@@ -6,10 +6,11 @@ from omegaconf import DictConfig
 
 from cxrad.backbone import validate_layers
 from cxrad.model import FASTFLOW_BACKBONES
+from cxrad.model.fastflow import FASTFLOW_FILM_BACKBONES
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
 
 CONDITIONING = ("none", "stratified", "film", "normative")
-FILM_MODELS = ("patchcore", "padim")
+FILM_MODELS = ("patchcore", "padim", "draem", "fastflow")
 
 
 def _fail(message: str) -> None:
@@ -36,6 +37,15 @@ def validate(cfg: DictConfig) -> None:
         _fail(f"metadata_conditioning={cfg.metadata_conditioning.name} is unknown; choose from {CONDITIONING}")
     if cfg.metadata_conditioning.name == "film" and model not in FILM_MODELS:
         _fail(f"metadata_conditioning=film is not available for model={model} yet; use one of {FILM_MODELS}")
+    if (
+        cfg.metadata_conditioning.name == "film"
+        and model == "fastflow"
+        and backbone.timm_name not in FASTFLOW_FILM_BACKBONES
+    ):
+        _fail(
+            f"model=fastflow metadata_conditioning=film needs a CNN backbone {list(FASTFLOW_FILM_BACKBONES)}, "
+            f"not backbone={backbone.name}"
+        )
     if cfg.threshold.method not in THRESHOLD_METHODS:
         _fail(f"threshold={cfg.threshold.method} is unknown; choose from {THRESHOLD_METHODS}")
     if cfg.model.max_epochs < 1:

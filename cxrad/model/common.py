@@ -7,7 +7,7 @@ from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from cxrad.backbone import BackboneConfig
 from cxrad.data.metadata import MetadataEncoder
-from cxrad.metadata_conditioning import NormativeFiLM
+from cxrad.metadata_conditioning import MLPFiLM, NormativeFiLM
 
 # Flags passed to every anomalib model: cxrad computes thresholds, metrics and plots on raw scores.
 NO_ANOMALIB_POSTPROCESSING = {"post_processor": False, "evaluator": False, "visualizer": False}
@@ -32,3 +32,13 @@ def build_normative_film(conditioning: dict | None) -> NormativeFiLM | None:
         scale=conditioning.get("scale", True),
         per_position=conditioning.get("per_position", False),
     )
+
+
+def wants_film(conditioning: dict | None) -> bool:
+    """Whether the composed ``metadata_conditioning`` asks for FiLM."""
+    return bool(conditioning) and conditioning.get("name") == "film"
+
+
+def build_mlp_film(conditioning: dict, channels: int) -> MLPFiLM:
+    """The end-to-end trained FiLM of FastFlow and DRAEM (identity at initialisation)."""
+    return MLPFiLM(metadata_dim=MetadataEncoder().dim, channels=channels, hidden=int(conditioning.get("hidden", 64)))
