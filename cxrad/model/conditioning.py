@@ -26,6 +26,21 @@ def metadata_of(model: nn.Module, batch: Batch) -> Iterator[None]:
         model.metadata = None
 
 
+def apply_film(model: nn.Module, features: torch.Tensor, name: str) -> torch.Tensor:
+    """``model.film(features, model.metadata)`` when the model has a FiLM, else ``features`` unchanged.
+
+    Raises:
+        ValueError: naming the model when a conditioned model gets a batch without metadata.
+    """
+    film = getattr(model, "film", None)  # a submodule set by the Lightning module, or absent
+    if film is None:
+        return features
+    if getattr(model, "metadata", None) is None:
+        msg = f"metadata-conditioned {name} got a batch without metadata; use cxrad's CxrBatch loaders"
+        raise ValueError(msg)
+    return film(features, model.metadata)
+
+
 class MetadataSteps:
     """Mixin for anomalib modules: evaluation steps pass metadata to ``self.model``."""
 

@@ -7,10 +7,9 @@ from anomalib.models import Padim
 from anomalib.models.image.padim.torch_model import PadimModel
 
 from cxrad.backbone import BackboneConfig, load_pretrained, validate_layers
-from cxrad.metadata_conditioning import FiLM
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor
 from cxrad.model.components.aggregation import LocalAggregation
-from cxrad.model.conditioning import MemoryBankMetadata
+from cxrad.model.conditioning import MemoryBankMetadata, apply_film
 
 
 class ConditionedPadimModel(PadimModel):
@@ -19,14 +18,7 @@ class ConditionedPadimModel(PadimModel):
     metadata: torch.Tensor | None = None
 
     def generate_embedding(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        embedding = super().generate_embedding(features)
-        film: FiLM | None = getattr(self, "film", None)  # set by the Lightning module (a submodule)
-        if film is None:
-            return embedding
-        if self.metadata is None:
-            msg = "metadata-conditioned PaDiM got a batch without metadata; use cxrad's CxrBatch loaders"
-            raise ValueError(msg)
-        return film(embedding, self.metadata)
+        return apply_film(self, super().generate_embedding(features), "PaDiM")
 
 
 class CxrPadim(MemoryBankMetadata, Padim):

@@ -11,11 +11,10 @@ from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 from torch import nn
 
 from cxrad.backbone import BackboneConfig, load_pretrained, validate_layers
-from cxrad.metadata_conditioning import FiLM
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor
 from cxrad.model.components.aggregation import LocalAggregation
 from cxrad.model.components.coreset import chunked_k_center_greedy
-from cxrad.model.conditioning import MemoryBankMetadata
+from cxrad.model.conditioning import MemoryBankMetadata, apply_film
 
 log = logging.getLogger(__name__)
 
@@ -29,13 +28,7 @@ class ConditionedPatchcoreModel(PatchcoreModel):
     def generate_embedding(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
         embedding = super().generate_embedding(features)
         self.grid = tuple(embedding.shape[-2:])
-        film: FiLM | None = getattr(self, "film", None)  # set by the Lightning module (a submodule)
-        if film is None:
-            return embedding
-        if self.metadata is None:
-            msg = "metadata-conditioned PatchCore got a batch without metadata; use cxrad's CxrBatch loaders"
-            raise ValueError(msg)
-        return film(embedding, self.metadata)
+        return apply_film(self, embedding, "PatchCore")
 
 
 class CxrPatchcore(MemoryBankMetadata, Patchcore):

@@ -37,7 +37,8 @@ def test_lite0_weights_load_into_a_feature_extractor() -> None:
 def test_unreachable_hub_fails_loudly_naming_the_fixes() -> None:
     extractor = timm.create_model("resnet18", pretrained=False, features_only=True)
     with pytest.raises(BackboneWeightsError) as error:
-        load_pretrained(extractor, BackboneConfig(name="resnet18", timm_name="resnet18", pretrained=True))
+        # pretrained defaults to true; conftest sets HF_HUB_OFFLINE=1, so the hub is never contacted.
+        load_pretrained(extractor, BackboneConfig(name="resnet18", timm_name="resnet18"))
     message = str(error.value)
     for fix in ("backbone.weights_path=", "backbone.pretrained=false", "huggingface"):
         assert fix in message
