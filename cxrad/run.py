@@ -17,7 +17,7 @@ from cxrad.data.checks import DECODE_SKIP_LOG, skip_counts, with_logged_skips
 from cxrad.data.dataset import make_loaders
 from cxrad.data.samples import load_samples
 from cxrad.logger import tracker
-from cxrad.metadata_conditioning import GridMapCollector, calibrate_scores
+from cxrad.metadata_conditioning import calibrate_scores, normative_map_collector
 from cxrad.metrics import compute_image_metrics, compute_localization_metrics, compute_nodule_metrics
 from cxrad.model.checkpoint import fit_or_resume, prepare_resume
 from cxrad.model.factory import build_detector, make_engine
@@ -43,10 +43,8 @@ def run(cfg: DictConfig) -> dict:
         preprocess = PreprocessConfig(**cfg.preprocessing)
         loaders = make_loaders(samples, preprocess, cfg.data, cfg.seed, skip_log=out_dir / DECODE_SKIP_LOG)
         model = build_detector(cfg, preprocess.image_size)
-        grid_maps = GridMapCollector(
-            cfg.metadata_conditioning.get("grid", 16)
-        )  # coarse anomaly maps of every film, for normative conditioning
-        engine, collector = make_engine(cfg, out_dir, grid_maps)
+        grid_maps = normative_map_collector(cfg.metadata_conditioning)  # None unless conditioning=normative
+        engine, collector = make_engine(cfg, out_dir, *filter(None, [grid_maps]))
         fit = fit_or_resume(engine, model, loaders["train"], resume, samples)
         val = predict_scores(engine, model, loaders["val"], collector)
         test = predict_scores(engine, model, loaders["test"], collector, k_maps=cfg.heatmap_top_k)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +22,6 @@ from cxrad.data.table import (
 
 log = logging.getLogger(__name__)
 MIN_VAL_FOR_THRESHOLD = 20
-SourceFn = Callable[[], tuple[pd.DataFrame, dict[str, int]]]
 
 
 def synthetic_table(cache_dir: str | Path, **generator: object) -> tuple[pd.DataFrame, dict[str, int]]:

@@ -1,7 +1,7 @@
 """Conditioning detectors on patient metadata (age, sex, view): FiLM layers and stratified baselines."""
 
 from cxrad.metadata_conditioning.film import FiLM, MLPFiLM, NormativeFiLM
-from cxrad.metadata_conditioning.normative import GridMapCollector, NormativeMap
+from cxrad.metadata_conditioning.normative import GridMapCollector, NormativeMap, normative_map_collector
 from cxrad.metadata_conditioning.stratified import GroupCalibration, calibrate_scores
 
 __all__ = [
@@ -12,4 +12,5 @@ __all__ = [
     "MLPFiLM",
     "NormativeFiLM",
     "calibrate_scores",
+    "normative_map_collector",
 ]

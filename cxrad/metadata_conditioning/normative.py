@@ -14,6 +14,8 @@ threshold, come from two-fold cross-fitting so that the threshold is not set on 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import pandas as pd
 import torch
@@ -43,6 +45,13 @@ class GridMapCollector(Callback):
             outputs.sample_index.tolist(), pooled, outputs.metadata.cpu().numpy(), strict=True
         ):
             self.maps[int(index)], self.metadata[int(index)] = grid_map, meta
+
+
+def normative_map_collector(conditioning: Mapping[str, object]) -> GridMapCollector | None:
+    """The grid-map callback when ``metadata_conditioning=normative``; other options need no maps kept."""
+    if conditioning.get("name") != "normative":
+        return None
+    return GridMapCollector(int(conditioning.get("grid", 16)))
 
 
 class NormativeMap:
