@@ -7,12 +7,12 @@ NOTES: anomalib's AUROC applies a sigmoid to raw scores), and backbone weights l
 """
 
 from cxrad.model.draem import build_draem
-from cxrad.model.fastflow import FASTFLOW_BACKBONES, build_fastflow
+from cxrad.model.fastflow import CxrFastflow, build_fastflow
 from cxrad.model.padim import build_padim
 from cxrad.model.patchcore import CxrPatchcore, build_patchcore
 
 __all__ = [
-    "FASTFLOW_BACKBONES",
+    "CxrFastflow",
     "CxrPatchcore",
     "build_draem",
     "build_fastflow",

@@ -1,75 +1,90 @@
-"""FastFlow (normalising flow on backbone features), depth set by ``flow_steps``.
+"""FastFlow (normalising flow on backbone features) on any timm CNN, depth set by ``flow_steps``.
 
-With ``metadata_conditioning=film`` the flow is conditional: an :class:`~cxrad.metadata_conditioning.MLPFiLM`
-per feature level maps each film's (layer-normalised) backbone features through ``gamma(m) * x + beta(m)``
-before that level's flow blocks. The flow then models ``p(x | m) = p_flow(FiLM(x; m)) * |det dFiLM/dx|``: the
-FiLM's log-determinant ``H * W * sum_c log|gamma_c(m)|`` is added to the flow's log-Jacobian in training, so
-the likelihood cannot be raised by shrinking the features to zero. The FiLMs are submodules of ``self.model``
-and so trained by anomalib's optimiser together with the flow. Scores are anomalib's (per-position
-``-exp(-mean z^2 / 2)`` of ``z = flow(FiLM(x; m))``).
+The network is :class:`~cxrad.model.components.conditional_flow.ConditionalFastflowModel`: anomalib's
+FastFlow maths on the feature levels named in ``backbone.layers.fastflow`` (resnet18: ``layer1..3``;
+EfficientNets: ``blocks.1, blocks.2, blocks.4``; strides 4/8/16 in both), so EfficientNet-B0/Lite0 work too
+(anomalib 2.7's own FastFlow rejects them). Loss, optimiser and trainer arguments are anomalib's.
+
+With ``metadata_conditioning=film`` the flow is conditional: the encoded metadata, broadcast over each level's
+positions, enters every coupling block's subnet (FrEIA ``dims_c``), and the whole flow is trained by the
+likelihood ``p(z | m)``, so the score (anomalib's per-position ``-exp(-mean z^2 / 2)``) is the unlikelihood of
+the features *given* the film's age, sex and view. This replaces an earlier FiLM of the features before the
+flow: a conditional coupling can already scale and shift every channel by functions of the metadata (and
+more, since they also see the features), so one mechanism is kept; nothing is added to the log-determinant by
+hand. The option keeps the name ``film`` because it is the trained end-to-end conditioning of every detector.
 """
 
 from __future__ import annotations
 
 import torch
-from anomalib.data import Batch, InferenceBatch
-from anomalib.models import Fastflow
-from anomalib.models.image.fastflow.torch_model import FastflowModel
+from anomalib.data import Batch
+from anomalib.models import AnomalibModule, Fastflow
+from anomalib.models.image.fastflow.loss import FastflowLoss
+from anomalib.pre_processing import PreProcessor
 from lightning.pytorch.utilities.types import STEP_OUTPUT
-from torch import nn
 
 from cxrad.backbone import BackboneConfig, load_pretrained
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_mlp_film, pre_processor, wants_film
+from cxrad.data.metadata import MetadataEncoder
+from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor, wants_film
+from cxrad.model.components.conditional_flow import ConditionalFastflowModel
 from cxrad.model.conditioning import MetadataSteps, metadata_of
 
-# The only backbones anomalib 2.7's FastflowModel accepts (it raises on others deep inside __init__).
-FASTFLOW_BACKBONES = ("resnet18", "wide_resnet50_2", "cait_m48_448", "deit_base_distilled_patch16_384")
-# FiLM'd FastFlow modulates the CNN feature pyramid; the transformer backbones take another feature path.
-FASTFLOW_FILM_BACKBONES = ("resnet18", "wide_resnet50_2")
 
+class CxrFastflow(MetadataSteps, AnomalibModule):
+    """anomalib's FastFlow module (loss, optimiser, trainer arguments) around cxrad's FastFlow network.
 
-class ConditionedFastflowModel(FastflowModel):
-    """anomalib's FastFlow network with a trained FiLM on each CNN feature level before its flow."""
+    Not a subclass of anomalib's ``Fastflow``: its ``__init__`` builds anomalib's network, which rejects
+    EfficientNets. Its training settings are reused as they are.
 
-    metadata: torch.Tensor | None = None
-    films: nn.ModuleList
-    film_log_det: list[torch.Tensor]
+    Args:
+        timm_name: timm architecture of the frozen backbone.
+        layers: its feature modules, one flow per module.
+        flow_steps: coupling blocks per level.
+        conv3x3_only: 3x3 convolutions in every subnet.
+        hidden_ratio: subnet hidden width over its input width.
+        metadata_dim: length of the metadata encoding the couplings read; 0 for unconditional FastFlow.
+        pre_processor: resize and normalisation; sets the flows' input size.
+        post_processor: anomalib's post-processor (cxrad passes False).
+        evaluator: anomalib's metrics (cxrad passes False).
+        visualizer: anomalib's visualiser (cxrad passes False).
+    """
 
-    def _get_cnn_features(self, input_tensor: torch.Tensor) -> list[torch.Tensor]:
-        features = super()._get_cnn_features(input_tensor)
-        if self.metadata is None:
-            msg = "metadata-conditioned FastFlow got a batch without metadata; use cxrad's CxrBatch loaders"
+    def __init__(
+        self,
+        timm_name: str,
+        layers: list[str],
+        flow_steps: int = 8,
+        conv3x3_only: bool = False,
+        hidden_ratio: float = 1.0,
+        metadata_dim: int = 0,
+        pre_processor: PreProcessor | bool = True,
+        post_processor: bool = True,
+        evaluator: bool = True,
+        visualizer: bool = True,
+    ) -> None:
+        super().__init__(
+            pre_processor=pre_processor, post_processor=post_processor, evaluator=evaluator, visualizer=visualizer
+        )
+        if self.input_size is None:
+            msg = "FastFlow needs a pre_processor with a Resize to know its input size"
             raise ValueError(msg)
-        metadata = self.metadata.to(features[0].device)
-        conditioned, self.film_log_det = [], []
-        for film, feature in zip(self.films, features, strict=True):
-            gamma, beta = film.parameters_for(metadata.to(feature.dtype))
-            conditioned.append(gamma * feature + beta)
-            height, width = feature.shape[-2:]
-            log_gamma = gamma.abs().clamp_min(1e-6).log().flatten(1).sum(1)  # (B,)
-            self.film_log_det.append(height * width * log_gamma)
-        return conditioned
+        self.model = ConditionalFastflowModel(
+            input_size=self.input_size,
+            timm_name=timm_name,
+            layers=layers,
+            flow_steps=flow_steps,
+            conv3x3_only=conv3x3_only,
+            hidden_ratio=hidden_ratio,
+            metadata_dim=metadata_dim,
+        )
+        self.loss = FastflowLoss()
 
-    def forward(self, input_tensor: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]] | InferenceBatch:
-        output = super().forward(input_tensor)
-        if not self.training:
-            return output
-        hidden_variables, log_jacobians = output
-        log_jacobians = [jac + film for jac, film in zip(log_jacobians, self.film_log_det, strict=True)]
-        return hidden_variables, log_jacobians
-
-
-class CxrFastflow(MetadataSteps, Fastflow):
-    """anomalib FastFlow conditioned on metadata through per-level FiLM, trained end to end."""
-
-    def __init__(self, *args: object, film: dict, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.model.__class__ = ConditionedFastflowModel
-        channels = self.model.feature_extractor.feature_info.channels()
-        self.model.films = nn.ModuleList(build_mlp_film(film, channel) for channel in channels)
+    configure_optimizers = Fastflow.configure_optimizers  # Adam, lr 1e-3, weight decay 1e-5
+    trainer_arguments = Fastflow.trainer_arguments
+    learning_type = Fastflow.learning_type
 
     def training_step(self, batch: Batch, *args: object, **kwargs: object) -> STEP_OUTPUT:
-        """anomalib's FastFlow step with metadata in the forward."""
+        """anomalib's FastFlow step with the batch's metadata in the forward."""
         del args, kwargs
         with metadata_of(self.model, batch):
             hidden_variables, jacobians = self.model(batch.image)
@@ -86,26 +101,22 @@ def build_fastflow(
     conv3x3_only: bool = False,
     seed: int = 0,
     conditioning: dict | None = None,
-) -> Fastflow:
-    """FastFlow on a ResNet backbone; ``image_size`` must be a multiple of 32 (checked by ``validate``)."""
-    if backbone.timm_name not in FASTFLOW_BACKBONES:
-        msg = f"FastFlow (anomalib 2.7) accepts backbones {FASTFLOW_BACKBONES}, not {backbone.name}"
-        raise ValueError(msg)
-    film = wants_film(conditioning)
-    if film and backbone.timm_name not in FASTFLOW_FILM_BACKBONES:
-        msg = f"FastFlow with metadata_conditioning=film needs a CNN backbone {FASTFLOW_FILM_BACKBONES}"
-        raise ValueError(msg)
-    kwargs = {
-        "backbone": backbone.timm_name,
-        "pre_trained": False,
-        "flow_steps": flow_steps,
-        "hidden_ratio": hidden_ratio,
-        "conv3x3_only": conv3x3_only,
-        "pre_processor": pre_processor(image_size, backbone),
-        **NO_ANOMALIB_POSTPROCESSING,
-    }
+) -> CxrFastflow:
+    """FastFlow on ``backbone.layers.fastflow``, conditional on metadata with ``conditioning=film``.
+
+    ``image_size`` must be a multiple of 32 (checked by ``validate``).
+    """
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        model = CxrFastflow(film=conditioning, **kwargs) if film else Fastflow(**kwargs)
+        model = CxrFastflow(
+            timm_name=backbone.timm_name,
+            layers=backbone.layers_for("fastflow"),
+            flow_steps=flow_steps,
+            conv3x3_only=conv3x3_only,
+            hidden_ratio=hidden_ratio,
+            metadata_dim=MetadataEncoder().dim if wants_film(conditioning) else 0,
+            pre_processor=pre_processor(image_size, backbone),
+            **NO_ANOMALIB_POSTPROCESSING,
+        )
     load_pretrained(model.model.feature_extractor, backbone)
     return model

@@ -49,9 +49,10 @@ def test_invalid_combination_exits_before_training_with_the_fix(tmp_path: Path) 
         "cxrad.run",
         "model=fastflow",
         "backbone=efficientnet_lite0",
+        "preprocessing.image_size=80",
         f"hydra.run.dir={tmp_path}",
     ]
     result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode != 0
-    assert "Use backbone=resnet18 or backbone=wide_resnet50_2" in result.stderr
+    assert "image_size divisible by 32, got 80; try 64" in result.stderr
     assert not (tmp_path / "metrics.json").exists()

@@ -57,6 +57,12 @@ def _check_contract(metrics: dict, out_dir: Path) -> None:
         ("model=padim", "backbone=resnet18", RANDOM),
         ("model=padim", "backbone=efficientnet_lite0", "model.detector.patch_size=3"),
         ("model=fastflow", "backbone=resnet18", RANDOM, "model.detector.flow_steps=2"),
+        (
+            "model=fastflow",
+            "backbone=efficientnet_lite0",
+            "metadata_conditioning=film",
+            "model.detector.flow_steps=2",
+        ),
         ("model=draem",),
     ],
     ids=[
@@ -65,6 +71,7 @@ def _check_contract(metrics: dict, out_dir: Path) -> None:
         "padim-resnet18",
         "padim-lite0",
         "fastflow",
+        "fastflow-lite0-film",
         "draem",
     ],
 )
@@ -166,9 +173,10 @@ def test_wandb_offline_run_is_written_inside_the_run_dir(run_tiny) -> None:
     ("overrides", "message"),
     [
         (
-            ("model=fastflow", "backbone=efficientnet_b0"),
-            "model=fastflow does not accept backbone=efficientnet_b0",
+            ("model=fastflow", "backbone=efficientnet_b0", "~backbone.layers.fastflow"),
+            "backbone=efficientnet_b0 defines no feature layers for model=fastflow; add backbone.layers.fastflow",
         ),
+        (("model=fastflow", "backbone.layers.fastflow=[blocks.3]"), r"no feature layer\(s\) \['blocks.3'\]"),
         (("model=fastflow", "backbone=resnet18", "preprocessing.image_size=80"), "divisible by 32"),
         (("model.detector.patch_size=4",), "patch_size=4 must be odd"),
         (("backbone.layers.patchcore=[layer9]",), r"no feature layer\(s\) \['layer9'\]"),

@@ -1,4 +1,5 @@
-"""FiLM-conditioned DRAEM and FastFlow: the FiLM is trained by the detector's loss and scores use metadata."""
+"""Trained conditioning: DRAEM's FiLM and FastFlow's conditional couplings learn from the detector's loss and
+scores use metadata."""
 
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def _batch(view: str = "AP") -> TinyBatch:
 
 
 def _resnet18() -> BackboneConfig:
-    return BackboneConfig(name="resnet18", timm_name="resnet18", pretrained=False)
+    layers = {"fastflow": ["layer1", "layer2", "layer3"]}
+    return BackboneConfig(name="resnet18", timm_name="resnet18", pretrained=False, layers=layers)
 
 
 def _draem(tmp_path) -> CxrDraem:  # noqa: ANN001
@@ -52,8 +54,24 @@ def _optimizer(model: torch.nn.Module) -> torch.optim.Optimizer:
     return configured[0][0] if isinstance(configured, tuple | list) else configured
 
 
-def _films(model: torch.nn.Module) -> list[torch.nn.Module]:
-    return [model.model.film] if isinstance(model, CxrDraem) else list(model.model.films)
+def _conditioning_parameters(model: torch.nn.Module) -> list[torch.nn.Parameter]:
+    """DRAEM: its FiLM's parameters; FastFlow: the coupling subnets' first convs, which read the metadata."""
+    if isinstance(model, CxrDraem):
+        return list(model.model.film.parameters())
+    return [conv.weight for conv in model.model.condition_convs()]
+
+
+def _metadata_weights(model: torch.nn.Module, grads: bool = False) -> list[torch.Tensor | None]:
+    """The weights (or their gradients) that turn metadata into modulation, zero at initialisation in both
+    models: DRAEM's FiLM's last layer; the metadata columns of FastFlow's coupling subnets' first convs."""
+    if isinstance(model, CxrDraem):
+        weights, columns = [model.model.film.net[-1].weight], slice(None)
+    else:
+        weights = [conv.weight for conv in model.model.condition_convs()]
+        columns = slice(-MetadataEncoder().dim, None)
+    if grads:
+        return [None if weight.grad is None else weight.grad[:, columns] for weight in weights]
+    return [weight[:, columns] for weight in weights]
 
 
 @pytest.fixture(params=["draem", "fastflow"])
@@ -63,7 +81,7 @@ def conditioned(request, tmp_path):  # noqa: ANN001, ANN201
 
 
 def test_one_step_trains_the_film(conditioned) -> None:  # noqa: ANN001
-    film_parameters = [p for film in _films(conditioned) for p in film.parameters()]
+    film_parameters = _conditioning_parameters(conditioned)
     optimised = {id(p) for group in _optimizer(conditioned).param_groups for p in group["params"]}
     assert all(id(p) in optimised for p in film_parameters)  # anomalib's optimiser covers the FiLM
 
@@ -73,22 +91,22 @@ def test_one_step_trains_the_film(conditioned) -> None:  # noqa: ANN001
     loss = conditioned.training_step(_batch(), 0)["loss"]
     optimizer.zero_grad()
     loss.backward()
-    last_layers = [film.net[-1].weight for film in _films(conditioned)]
-    assert all(w.grad is not None and w.grad.abs().sum() > 0 for w in last_layers)
+    grads = _metadata_weights(conditioned, grads=True)
+    assert all(grad is not None and grad.abs().sum() > 0 for grad in grads)
     optimizer.step()
     assert any(not torch.equal(b, p.detach()) for b, p in zip(before, film_parameters, strict=True))
 
 
 def _as_if_trained(model: torch.nn.Module) -> None:
-    """Perturb the FiLMs' last layers (a trained FiLM is no longer the identity) and set BatchNorm statistics.
+    """Perturb the metadata weights (trained ones are no longer zero) and set BatchNorm statistics.
 
     At initialisation DRAEM's BatchNorm layers hold unit running statistics, which makes the untrained
     discriminator's softmax ~0.5 everywhere whatever its input; one training-mode pass gives them the
     statistics training would.
     """
     with torch.no_grad():
-        for film in _films(model):
-            film.net[-1].weight.normal_(std=0.5)
+        for weights in _metadata_weights(model):
+            weights.normal_(std=0.5)
     for module in model.model.modules():
         if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
             module.reset_running_stats()
@@ -111,7 +129,7 @@ def test_scores_depend_on_metadata(conditioned) -> None:  # noqa: ANN001
     assert (scores["AP"] - scores["PA"]).abs().max() > 1e-3
 
 
-def test_film_is_identity_before_training(tmp_path) -> None:  # noqa: ANN001
+def test_conditioning_is_neutral_before_training(tmp_path) -> None:  # noqa: ANN001
     model = _fastflow()
     model.eval()
     scores = {}
@@ -129,7 +147,15 @@ def test_missing_metadata_is_an_error() -> None:
         model.model(torch.rand(2, 3, SIZE, SIZE))
 
 
-@pytest.mark.parametrize("overrides", [["model=draem"], ["model=fastflow", "backbone=resnet18"]])
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ["model=draem"],
+        ["model=fastflow", "backbone=resnet18"],
+        ["model=fastflow", "backbone=efficientnet_b0"],
+        ["model=fastflow", "backbone=efficientnet_lite0"],
+    ],
+)
 def test_film_is_accepted_by_validate(overrides: list[str]) -> None:
     from pathlib import Path
 
