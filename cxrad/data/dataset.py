@@ -3,6 +3,10 @@
 A film that passed the pre-flight checks but still fails to decode does not stop a run: given the run's skip
 log, the dataset records it there and returns ``None``, the collate function drops it, and the loader skips a
 batch left empty. Only decoding is guarded this way; any other error still stops the run.
+
+With ``preprocessing.cache`` on, a film preprocessed before (same settings, same file) is read from
+:class:`~cxrad.preprocessing.cache.PreprocessCache` instead of being decoded again; its mask is still drawn
+from the row and only resized and cropped, so both paths return the same item.
 """
 
 from __future__ import annotations
@@ -21,7 +25,15 @@ from torchvision.tv_tensors import Image, Mask
 from cxrad.data.checks import record_skip
 from cxrad.data.items import CxrBatch, CxrItem
 from cxrad.data.metadata import MetadataEncoder
-from cxrad.preprocessing import DecodeError, PreprocessConfig, build_transform, read_grayscale
+from cxrad.preprocessing import (
+    CachedFilm,
+    DecodeError,
+    PreprocessCache,
+    PreprocessConfig,
+    build_mask_geometry,
+    build_transform,
+    read_grayscale,
+)
 
 
 def parse_boxes(text: str) -> list[tuple[str, float, float, float, float]]:
@@ -70,6 +82,8 @@ class CxrDataset(Dataset):
     def __init__(self, table: pd.DataFrame, preprocess: PreprocessConfig, skip_log: Path | None = None) -> None:
         self.table = table
         self.transform = build_transform(preprocess)
+        self.mask_geometry = build_mask_geometry(preprocess)
+        self.cache = PreprocessCache(preprocess.cache_dir, preprocess) if preprocess.cache else None
         self.encoder = MetadataEncoder()
         self.skip_log = skip_log
 
@@ -78,6 +92,26 @@ class CxrDataset(Dataset):
 
     def __getitem__(self, index: int) -> CxrItem | None:
         row = self.table.iloc[index]
+        key = self.cache.key(row.image_path) if self.cache else None
+        cached = self.cache.get(key) if key else None
+        film = self._preprocess(row, key) if cached is None else self._from_cache(row, cached)
+        if film is None:
+            return None
+        image, mask = film
+        # In numpy, not torch: torch's multi-threaded float() of one small image can wait ~10 ms on thread
+        # hand-offs when the CPUs are busy (main-process loading); the values are the same.
+        chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255)
+        return CxrItem(
+            image=Image(torch.from_numpy(chw)),
+            gt_label=torch.tensor(int(row.label)),
+            gt_mask=Mask(torch.from_numpy(mask > 0)),
+            image_path=str(row.image_path),
+            metadata=self.encoder.encode(float(row.age), str(row.sex), str(row.view)),
+            sample_index=torch.tensor(int(row.name)),
+        )
+
+    def _preprocess(self, row: pd.Series, key: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Decode and transform the film (storing it under ``key`` if given); ``None`` when it fails to decode."""
         try:
             gray = read_grayscale(row.image_path)
         except (DecodeError, OSError, cv2.error) as error:
@@ -86,15 +120,14 @@ class CxrDataset(Dataset):
             record_skip(self.skip_log, str(row.image_path), "decode_failed", str(error))
             return None
         out = self.transform(image=gray, mask=lesion_mask(row, gray.shape))
-        image = torch.from_numpy(out["image"]).permute(2, 0, 1).float().div(255.0)
-        return CxrItem(
-            image=Image(image),
-            gt_label=torch.tensor(int(row.label)),
-            gt_mask=Mask(torch.from_numpy(out["mask"] > 0)),
-            image_path=str(row.image_path),
-            metadata=self.encoder.encode(float(row.age), str(row.sex), str(row.view)),
-            sample_index=torch.tensor(int(row.name)),
-        )
+        if key:  # the 3 channels are copies of one (ToRGB): store one
+            self.cache.put(key, CachedFilm(np.ascontiguousarray(out["image"][..., 0]), gray.shape))
+        return out["image"], out["mask"]
+
+    def _from_cache(self, row: pd.Series, film: CachedFilm) -> tuple[np.ndarray, np.ndarray]:
+        """The cached film in 3 channels, with its mask drawn at the decoded size and put through the geometry."""
+        mask = self.mask_geometry(image=lesion_mask(row, film.source_shape))["image"]
+        return cv2.cvtColor(film.image, cv2.COLOR_GRAY2RGB), mask
 
 
 def collate_films(items: Sequence[CxrItem | None]) -> CxrBatch | None:

@@ -22,6 +22,13 @@ class PreprocessConfig:
         clahe: apply contrast-limited adaptive histogram equalisation.
         clip_limit: CLAHE clip limit.
         tile_grid_size: CLAHE tiles per side.
+        cache: keep each preprocessed film in ``cache_dir`` and reuse it while this config and the file are
+            unchanged (:mod:`cxrad.preprocessing.cache`); changes no pixel.
+        cache_dir: folder of the preprocessing cache; needed when ``cache`` is on.
+
+    Example:
+        >>> PreprocessConfig(image_size=224, center_crop=0.95).image_size
+        224
     """
 
     image_size: int = 256
@@ -29,6 +36,8 @@ class PreprocessConfig:
     clahe: bool = True
     clip_limit: float = 2.0
     tile_grid_size: int = 8
+    cache: bool = False
+    cache_dir: str | None = None
 
     def __post_init__(self) -> None:
         if self.image_size < 32:
@@ -36,6 +45,12 @@ class PreprocessConfig:
             raise ValueError(msg)
         if not 0.2 <= self.center_crop <= 1.0:
             msg = f"preprocessing.center_crop={self.center_crop} must be a fraction in [0.2, 1.0]"
+            raise ValueError(msg)
+        if self.cache and not self.cache_dir:
+            msg = (
+                f"preprocessing.cache=true needs a folder, got preprocessing.cache_dir={self.cache_dir!r}; "
+                "set preprocessing.cache_dir=${paths.cache_dir}/preprocessed or preprocessing.cache=false"
+            )
             raise ValueError(msg)
 
 
@@ -66,13 +81,31 @@ def read_grayscale(path: str | Path) -> np.ndarray:
 
 def build_transform(config: PreprocessConfig) -> A.Compose:
     """Albumentations pipeline; masks follow the geometry (resize/crop) but not the intensity steps."""
-    resize_to = int(round(config.image_size / config.center_crop))
-    steps: list[A.BasicTransform] = [
-        A.SmallestMaxSize(max_size=resize_to, interpolation=cv2.INTER_AREA, mask_interpolation=cv2.INTER_NEAREST),
-        A.CenterCrop(height=config.image_size, width=config.image_size),
-    ]
+    steps = _geometry(config, interpolation=cv2.INTER_AREA)
     if config.clahe:
         grid = (config.tile_grid_size, config.tile_grid_size)
         steps.append(A.CLAHE(clip_limit=(config.clip_limit, config.clip_limit), tile_grid_size=grid, p=1.0))
     steps.append(A.ToRGB(p=1.0))
     return A.Compose(steps)
+
+
+def build_mask_geometry(config: PreprocessConfig) -> A.Compose:
+    """The resize + crop of :func:`build_transform` alone, nearest-neighbour, for a mask passed as ``image``.
+
+    A cached film skips :func:`build_transform`; its mask, drawn at the film's original size, goes through
+    this to land on the same pixels as the mask of the uncached path.
+
+    Example:
+        >>> mask = np.zeros((512, 512), np.uint8)
+        >>> build_mask_geometry(PreprocessConfig(image_size=64))(image=mask)["image"].shape
+        (64, 64)
+    """
+    return A.Compose(_geometry(config, interpolation=cv2.INTER_NEAREST))
+
+
+def _geometry(config: PreprocessConfig, interpolation: int) -> list[A.BasicTransform]:
+    resize_to = int(round(config.image_size / config.center_crop))
+    return [
+        A.SmallestMaxSize(max_size=resize_to, interpolation=interpolation, mask_interpolation=cv2.INTER_NEAREST),
+        A.CenterCrop(height=config.image_size, width=config.image_size),
+    ]
