@@ -33,8 +33,14 @@ test: install ## Run the default test suite (offline, CPU, well under 15 minutes
 test-slow: install ## Run only the slow tests
 	$(PY) -m pytest -q -m slow $(ARGS)
 
+bench: install ## Performance benchmarks vs stock anomalib -> benchmarks/results/*.json (~20 min on 2 CPU cores)
+	$(PY) benchmarks/patchcore_fit.py
+	$(PY) benchmarks/memory.py
+	$(PY) benchmarks/knn.py
+	$(PY) benchmarks/data_cache.py
+
 lint: install ## Ruff lint and format check
-	$(VENV)/bin/ruff check cxrad tests
+	$(VENV)/bin/ruff check cxrad tests benchmarks
 	$(VENV)/bin/ruff format --check cxrad tests
 
 format: install ## Apply ruff fixes and formatting
@@ -45,4 +51,4 @@ clean: ## Remove outputs and caches (keeps .venv)
 	rm -rf outputs multirun .cache .pytest_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
 
-.PHONY: help install run sweep select test test-slow lint format clean
+.PHONY: help install run sweep select test test-slow bench lint format clean

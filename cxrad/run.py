@@ -20,6 +20,7 @@ from cxrad.logger import tracker
 from cxrad.metadata_conditioning import calibrate_scores, normative_map_collector
 from cxrad.metrics import compute_image_metrics, compute_localization_metrics, compute_nodule_metrics
 from cxrad.model.checkpoint import fit_or_resume, prepare_resume
+from cxrad.model.components.distributed import rank
 from cxrad.model.factory import build_detector, make_engine
 from cxrad.preprocessing import PreprocessConfig
 from cxrad.report.outputs import predictions_table, val_scores_table, write_csv, write_json, write_run_figures
@@ -46,6 +47,10 @@ def run(cfg: DictConfig) -> dict:
         grid_maps = normative_map_collector(cfg.metadata_conditioning)  # None unless conditioning=normative
         engine, collector = make_engine(cfg, out_dir, *filter(None, [grid_maps]))
         fit = fit_or_resume(engine, model, loaders["train"], resume, samples)
+        if rank() != 0:  # a DDP fit's other ranks are done: their shards are merged into rank 0's bank
+            return {}
+        if cfg.get("devices", 1) > 1:  # a DDP engine would shard the films it scores
+            engine, collector = make_engine(cfg, out_dir, *filter(None, [grid_maps]), devices=1)
         val = predict_scores(engine, model, loaders["val"], collector)
         test = predict_scores(engine, model, loaders["test"], collector, k_maps=cfg.heatmap_top_k)
         val_score, test_score = calibrate_scores(cfg.metadata_conditioning, val.score, test.score, samples, grid_maps)
@@ -96,7 +101,7 @@ def _sweep_name() -> str | None:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the image AUROC (for sweepers that optimise it)."""
-    return run(cfg)["image_auroc"]
+    return run(cfg).get("image_auroc")  # None on the extra ranks of a multi-device fit
 
 
 if __name__ == "__main__":

@@ -5,8 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from cxrad.backbone import validate_layers
-from cxrad.model import FASTFLOW_BACKBONES
-from cxrad.model.fastflow import FASTFLOW_FILM_BACKBONES
+from cxrad.model.components.knn import SEARCH_METHODS
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
 
 CONDITIONING = ("none", "stratified", "film", "normative")
@@ -20,33 +19,36 @@ def _fail(message: str) -> None:
 def validate(cfg: DictConfig) -> None:
     """Raise ``ValueError`` naming the bad value and the fix for any unsupported combination."""
     model, backbone, size = cfg.model.name, cfg.backbone, cfg.preprocessing.image_size
-    if model == "fastflow" and backbone.timm_name not in FASTFLOW_BACKBONES:
-        _fail(
-            f"model=fastflow does not accept backbone={backbone.name}: anomalib 2.7's FastFlow takes only "
-            f"{list(FASTFLOW_BACKBONES)}. Use backbone=resnet18 or backbone=wide_resnet50_2."
-        )
-    if model == "fastflow" and size % 32:
-        _fail(f"model=fastflow needs preprocessing.image_size divisible by 32, got {size}; try {size // 32 * 32}")
+    if model == "fastflow":
+        _validate_fastflow(backbone, size)
     if model in ("patchcore", "padim"):
         validate_layers(backbone.timm_name, list(backbone.layers[model]))
         if cfg.model.detector.patch_size % 2 == 0:
             _fail(f"model.detector.patch_size={cfg.model.detector.patch_size} must be odd (keeps maps aligned)")
     if model == "patchcore" and not 0 < cfg.model.detector.coreset_sampling_ratio <= 1:
         _fail(f"model.detector.coreset_sampling_ratio={cfg.model.detector.coreset_sampling_ratio} must be in (0, 1]")
+    if model == "patchcore" and cfg.model.detector.get("search", "exact") not in SEARCH_METHODS:
+        _fail(f"model.detector.search={cfg.model.detector.search} is unknown; choose from {list(SEARCH_METHODS)}")
+    if cfg.get("devices", 1) > 1 and model not in ("patchcore", "padim"):
+        _fail(f"devices={cfg.devices} (a multi-device fit) is wired for model=patchcore and model=padim; use devices=1")
     if cfg.metadata_conditioning.name not in CONDITIONING:
         _fail(f"metadata_conditioning={cfg.metadata_conditioning.name} is unknown; choose from {CONDITIONING}")
     if cfg.metadata_conditioning.name == "film" and model not in FILM_MODELS:
         _fail(f"metadata_conditioning=film is not available for model={model} yet; use one of {FILM_MODELS}")
-    if (
-        cfg.metadata_conditioning.name == "film"
-        and model == "fastflow"
-        and backbone.timm_name not in FASTFLOW_FILM_BACKBONES
-    ):
-        _fail(
-            f"model=fastflow metadata_conditioning=film needs a CNN backbone {list(FASTFLOW_FILM_BACKBONES)}, "
-            f"not backbone={backbone.name}"
-        )
     if cfg.threshold.method not in THRESHOLD_METHODS:
         _fail(f"threshold={cfg.threshold.method} is unknown; choose from {THRESHOLD_METHODS}")
     if cfg.model.max_epochs < 1:
         _fail(f"model.max_epochs={cfg.model.max_epochs} must be >= 1")
+
+
+def _validate_fastflow(backbone: DictConfig, size: int) -> None:
+    """FastFlow runs on any timm CNN whose feature levels are named in ``backbone.layers.fastflow``."""
+    if "fastflow" not in backbone.layers:
+        _fail(
+            f"backbone={backbone.name} defines no feature layers for model=fastflow; add "
+            f"backbone.layers.fastflow (three levels at strides 4/8/16, e.g. [layer1, layer2, layer3] for ResNets, "
+            f"[blocks.1, blocks.2, blocks.4] for EfficientNets)"
+        )
+    validate_layers(backbone.timm_name, list(backbone.layers.fastflow))
+    if size % 32:
+        _fail(f"model=fastflow needs preprocessing.image_size divisible by 32, got {size}; try {size // 32 * 32}")

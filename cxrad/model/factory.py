@@ -23,13 +23,22 @@ def build_detector(cfg: DictConfig, image_size: int) -> AnomalibModule:
     return builder(backbone=backbone, image_size=image_size, seed=cfg.seed, conditioning=conditioning)
 
 
-def make_engine(cfg: DictConfig, out_dir: Path, *callbacks: Callback) -> tuple[Engine, ScoreCollector]:
-    """anomalib Engine writing under the run directory, with a callback that collects raw scores."""
+def make_engine(
+    cfg: DictConfig, out_dir: Path, *callbacks: Callback, devices: int | None = None
+) -> tuple[Engine, ScoreCollector]:
+    """anomalib Engine writing under the run directory, with a callback that collects raw scores.
+
+    ``devices`` (default: the run's ``devices``, 1 if unset) > 1 fits with Lightning's DDP, one process per device
+    on a shard of the training films (PatchCore and PaDiM merge their banks over ranks). Such an engine would
+    shard predictions too: score with ``devices=1``.
+    """
     collector = ScoreCollector()
+    devices = int(cfg.get("devices", 1)) if devices is None else devices
     engine = Engine(
         default_root_dir=out_dir,
         accelerator=cfg.accelerator,
-        devices=1,
+        devices=devices,
+        strategy="ddp" if devices > 1 else "auto",
         logger=False,
         max_epochs=cfg.model.max_epochs,
         callbacks=[collector, WeightsOnlyCheckpoint(), *callbacks],  # checkpoints load with weights_only=True

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
+from anomalib.data import Batch
 from anomalib.models import Padim
 from anomalib.models.image.padim.torch_model import PadimModel
 
 from cxrad.backbone import BackboneConfig, load_pretrained, validate_layers
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor
 from cxrad.model.components.aggregation import LocalAggregation
-from cxrad.model.conditioning import MemoryBankMetadata, apply_film
+from cxrad.model.components.distributed import all_reduce_sum, broadcast_from_rank0, is_distributed
+from cxrad.model.components.gaussian import StreamingGaussian
+from cxrad.model.conditioning import FilmWarmup, MemoryBankMetadata, apply_film
 
 
 class ConditionedPadimModel(PadimModel):
@@ -22,25 +27,80 @@ class ConditionedPadimModel(PadimModel):
 
 
 class CxrPadim(MemoryBankMetadata, Padim):
-    """anomalib PaDiM whose per-position Gaussians are fitted on FiLM-normalised embeddings (optional)."""
+    """anomalib PaDiM whose per-position Gaussians are accumulated batch by batch (:class:`StreamingGaussian`).
+
+    No embedding is kept past its training step, so memory does not grow with the training set. With FiLM the
+    first ``film_fit_films`` films are held back until the FiLM is fitted on them (:class:`FilmWarmup`).
+
+    Under Lightning's DDP (several devices) every rank accumulates its shard around rank 0's shift and :meth:`fit`
+    sums the statistics over ranks, so every rank ends with the Gaussians of the whole training set.
+    """
 
     def __init__(self, *args: object, film: dict | None = None, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
         self.model.__class__ = ConditionedPadimModel  # same network and weights, one extra hook
         self.model.film = build_normative_film(film)
+        self.film_fit_films = int((film or {}).get("fit_films", 256))
         self.train_metadata: list[torch.Tensor] = []
+        self._start_statistics()
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """anomalib's, less its ``devices: 1``: shards' statistics are summed over ranks (see :meth:`fit`)."""
+        return {key: value for key, value in super().trainer_arguments.items() if key != "devices"}
+
+    def _start_statistics(self) -> None:
+        self.statistics = StreamingGaussian()
+        self.warmup = FilmWarmup(self.model.film, self.film_fit_films)
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self._start_statistics()  # a second epoch or a re-fit starts afresh
+
+    def training_step(self, batch: Batch, *args: object, **kwargs: object) -> torch.Tensor:
+        """anomalib's step (forward with metadata), then this batch's embeddings update the statistics."""
+        loss = super().training_step(batch, *args, **kwargs)
+        self._drain()
+        return loss
+
+    def _drain(self) -> None:
+        """Move the embeddings anomalib's forward stored (and their films' metadata) into the statistics."""
+        if not self.model.memory_bank:
+            return
+        embedding = torch.vstack(self.model.memory_bank)
+        self.model.memory_bank = []
+        self._add(self.warmup.push(embedding, self.pop_train_metadata()))
 
     def fit(self) -> None:
-        if not self.model.memory_bank:
+        self._drain()
+        self._add(self.warmup.release())  # fewer training films than film_fit_films
+        if self.statistics.count == 0:
             msg = "PaDiM saw no training films: the memory bank is empty; check the train split"
             raise ValueError(msg)
-        bank = torch.vstack(self.model.memory_bank)
-        self.model.memory_bank = []
-        metadata = self.pop_train_metadata()
-        if self.model.film is not None:
-            self.model.film.fit(bank, metadata)
-            bank = self.model.film(bank, metadata.to(bank.device))
-        self.model.gaussian.fit(bank)
+        if is_distributed():  # every rank used rank 0's shift (see _add), so the ranks' sums add up
+            stats = self.statistics
+            total, outer, count = all_reduce_sum(stats.total, stats.outer, torch.tensor(stats.count))
+            stats.merge(total, outer, int(count))
+        mean, inv_covariance = self.statistics.finalize()
+        self.model.gaussian.mean = mean.to(self.device)
+        self.model.gaussian.inv_covariance = inv_covariance.to(self.device)
+
+    def _add(self, maps: torch.Tensor | None) -> None:
+        if maps is None:
+            return
+        if self.statistics.shift is None and is_distributed():
+            self._share_shift(maps)
+        self.statistics.update(maps)
+
+    def _share_shift(self, maps: torch.Tensor) -> None:
+        """Start the statistics around rank 0's first-batch mean, so sums from every rank share one shift.
+
+        Every rank gets its first maps at the same step (the first batch, or the FiLM warm-up's release).
+        """
+        shift = broadcast_from_rank0(maps.detach().flatten(2).double().cpu().mean(0))  # (C, P)
+        channels, positions = shift.shape
+        self.statistics.shift = shift
+        self.statistics.merge(torch.zeros_like(shift), torch.zeros(positions, channels, channels).double(), 0)
 
 
 def build_padim(

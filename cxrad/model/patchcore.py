@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import torch
+from anomalib.data import Batch
 from anomalib.models import Patchcore
 from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 from torch import nn
@@ -13,8 +15,10 @@ from torch import nn
 from cxrad.backbone import BackboneConfig, load_pretrained, validate_layers
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor
 from cxrad.model.components.aggregation import LocalAggregation
-from cxrad.model.components.coreset import chunked_k_center_greedy
-from cxrad.model.conditioning import MemoryBankMetadata, apply_film
+from cxrad.model.components.coreset import GlobalCoreset, StreamingCoreset, make_coreset
+from cxrad.model.components.distributed import gather_rows, world_size
+from cxrad.model.components.knn import BankSearch
+from cxrad.model.conditioning import FilmWarmup, MemoryBankMetadata, apply_film
 
 log = logging.getLogger(__name__)
 
@@ -30,9 +34,29 @@ class ConditionedPatchcoreModel(PatchcoreModel):
         self.grid = tuple(embedding.shape[-2:])
         return apply_film(self, embedding, "PatchCore")
 
+    search_method: str = "exact"
+    search_nprobe: int = 8
+    _search: BankSearch | None = None
+
+    def nearest_neighbors(self, embedding: torch.Tensor, n_neighbors: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """anomalib's contract (1-D results for one neighbour) on a :class:`BankSearch` built once per bank."""
+        if self._search is None or self._search.bank is not self.memory_bank:
+            self._search = BankSearch(self.memory_bank, self.search_method, nprobe=self.search_nprobe)
+        distances, indices = self._search.search(embedding, n_neighbors)
+        return (distances[:, 0], indices[:, 0]) if n_neighbors == 1 else (distances, indices)
+
 
 class CxrPatchcore(MemoryBankMetadata, Patchcore):
-    """anomalib PatchCore whose bank is FiLM-normalised (optional) and subsampled by :func:`k_center_greedy`."""
+    """anomalib PatchCore whose bank is built in one streaming pass: FiLM (optional), then a greedy coreset.
+
+    Each training batch's patch embeddings go straight into a :class:`StreamingCoreset` (or, with
+    ``coreset_chunk_size=None``, the whole bank is kept for one global greedy), so peak memory is one chunk plus
+    the coreset instead of every patch of every film. With FiLM the first ``film_fit_films`` films are held back
+    until the FiLM is fitted on them (:class:`FilmWarmup`).
+
+    Under Lightning's DDP (several devices) each rank streams its own shard into its own coreset and :meth:`fit`
+    merges them, so every rank ends with the same bank and the same FiLM (see ``docs/scale_out.md``).
+    """
 
     def __init__(
         self,
@@ -41,7 +65,7 @@ class CxrPatchcore(MemoryBankMetadata, Patchcore):
         coreset_sampling_ratio: float,
         num_neighbors: int,
         coreset_seed: int = 0,
-        coreset_chunk_size: int = 16_384,
+        coreset_chunk_size: int | None = 16_384,
         film: dict | None = None,
         **kwargs: object,
     ) -> None:
@@ -57,30 +81,67 @@ class CxrPatchcore(MemoryBankMetadata, Patchcore):
         self.model.film = build_normative_film(film)
         self.coreset_seed = coreset_seed
         self.coreset_chunk_size = coreset_chunk_size
+        self.film_fit_films = int((film or {}).get("fit_films", 256))
         self.train_metadata: list[torch.Tensor] = []
+        self._start_bank()
+
+    @property
+    def trainer_arguments(self) -> dict[str, Any]:
+        """anomalib's, less its ``devices: 1``: the bank is fitted per shard and merged (see :meth:`fit`)."""
+        return {key: value for key, value in super().trainer_arguments.items() if key != "devices"}
+
+    def _start_bank(self) -> None:
+        # The coreset is made on first use (_coreset): it holds a torch.Generator, and a module holding one cannot
+        # be sent to ddp_spawn's worker processes (torch fails to share the generator's state tensor).
+        self.coreset: StreamingCoreset | GlobalCoreset | None = None
+        self.warmup = FilmWarmup(self.model.film, self.film_fit_films)
+
+    def _coreset(self) -> StreamingCoreset | GlobalCoreset:
+        if self.coreset is None:
+            self.coreset = make_coreset(self.coreset_sampling_ratio, self.coreset_chunk_size, seed=self.coreset_seed)
+        return self.coreset
+
+    def on_train_epoch_start(self) -> None:
+        super().on_train_epoch_start()
+        self._start_bank()  # a second epoch or a re-fit starts a fresh bank
+
+    def training_step(self, batch: Batch, *args: object, **kwargs: object) -> torch.Tensor:
+        """anomalib's step (forward with metadata), then this batch's embeddings move into the coreset stream."""
+        loss = super().training_step(batch, *args, **kwargs)
+        self._drain()
+        return loss
+
+    def _drain(self) -> None:
+        """Move the embeddings anomalib's forward stored (and their films' metadata) into the coreset stream."""
+        if not self.model.embedding_store:
+            return
+        embedding = torch.vstack(self.model.embedding_store)
+        self.model.embedding_store.clear()
+        metadata = self.pop_train_metadata()
+        self._add(self.warmup.push(self._maps(embedding, len(metadata)), metadata))
 
     def fit(self) -> None:
-        store = self.model.embedding_store
-        if not store:
-            msg = "PatchCore saw no training films: the embedding store is empty; check the train split"
-            raise ValueError(msg)
-        bank = torch.vstack(store)
-        store.clear()
-        metadata = self.pop_train_metadata()
-        if self.model.film is not None:
-            bank = self._fit_film(bank, metadata)
-        n_select = max(1, int(len(bank) * self.coreset_sampling_ratio))
-        log.info("coreset: %d of %d patch embeddings", n_select, len(bank))
-        index = chunked_k_center_greedy(bank, n_select, chunk_size=self.coreset_chunk_size, seed=self.coreset_seed)
-        self.model.memory_bank = bank[index].contiguous()
+        self._drain()
+        self._add(self.warmup.release())  # fewer training films than film_fit_films
+        try:
+            shard_bank = self._coreset().finalize()
+        except ValueError as error:
+            msg = "PatchCore saw no training films: the memory bank is empty; check the train split"
+            raise ValueError(msg) from error
+        # Under DDP: the union of the ranks' coresets, in rank order, identical on every rank. Each is already at
+        # the sampling ratio of its own shard, so the union keeps ratio * (all patches), the single-device budget,
+        # and needs no further reduction. Without a process group this is the shard's (the whole set's) coreset.
+        bank = gather_rows(shard_bank)
+        log.info("coreset: %d patch embeddings kept (%d ranks)", len(bank), world_size())
+        self.model.memory_bank = bank.to(self.device).contiguous()
 
-    def _fit_film(self, bank: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:
-        """Fit FiLM on the training films' embedding maps and return the bank in conditioned form."""
+    def _maps(self, embedding: torch.Tensor, n_films: int) -> torch.Tensor:
         height, width = self.model.grid
-        maps = bank.reshape(len(metadata), height, width, -1).permute(0, 3, 1, 2)
-        self.model.film.fit(maps, metadata)
-        conditioned = self.model.film(maps, metadata.to(maps.device))
-        return conditioned.permute(0, 2, 3, 1).reshape(-1, bank.shape[1])
+        return embedding.reshape(n_films, height, width, -1).permute(0, 3, 1, 2)
+
+    def _add(self, maps: torch.Tensor | None) -> None:
+        if maps is not None:
+            self._coreset().add(maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1]))
 
 
 def build_patchcore(
@@ -90,7 +151,9 @@ def build_patchcore(
     num_neighbors: int = 9,
     patch_size: int = 3,
     patch_stride: int = 1,
-    coreset_chunk_size: int = 16_384,
+    coreset_chunk_size: int | None = 16_384,
+    search: str = "exact",
+    search_nprobe: int = 8,
     seed: int = 0,
     conditioning: dict | None = None,
 ) -> CxrPatchcore:
@@ -111,4 +174,5 @@ def build_patchcore(
     load_pretrained(model.model.feature_extractor.feature_extractor, backbone)
     model.model.feature_extractor = LocalAggregation(model.model.feature_extractor, patch_size, patch_stride)
     model.model.feature_pooler = nn.Identity()
+    model.model.search_method, model.model.search_nprobe = search, search_nprobe
     return model
