@@ -38,6 +38,7 @@ bench: install ## Performance benchmarks vs stock anomalib -> benchmarks/results
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/knn.py
 	$(PY) benchmarks/data_cache.py
+	$(PY) benchmarks/report.py
 
 lint: install ## Ruff lint and format check
 	$(VENV)/bin/ruff check cxrad tests benchmarks

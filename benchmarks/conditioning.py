@@ -52,10 +52,24 @@ SETTINGS = {
     ],
 }
 CONDITIONS = {
-    "patchcore": ("none", "stratified", "film", "normative", "normative +metadata_conditioning.scale=false"),
-    "padim": ("none", "stratified", "film", "normative", "normative +metadata_conditioning.scale=false"),
-    "fastflow": ("none", "stratified", "film", "normative"),
-    "draem": ("none", "stratified", "film", "normative"),
+    "patchcore": (
+        "none",
+        "stratified",
+        "film",
+        "normative",
+        "normative +metadata_conditioning.scale=false",
+        "film_normative",
+    ),
+    "padim": (
+        "none",
+        "stratified",
+        "film",
+        "normative",
+        "normative +metadata_conditioning.scale=false",
+        "film_normative",
+    ),
+    "fastflow": ("none", "stratified", "film", "normative", "film_normative"),
+    "draem": ("none", "stratified", "film", "normative", "film_normative"),
 }
 TRAINED_MODELS = ("fastflow", "draem")  # gradient-trained: --epochs applies
 

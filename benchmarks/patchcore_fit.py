@@ -39,7 +39,8 @@ from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor
 class StockPatchcore(Patchcore):
     """anomalib's PatchCore; ``fit`` is its ``subsample_embedding`` with the coreset step timed."""
 
-    max_selections: int = 0  # 0: always run in full
+    max_selections: int = 0  # run in full up to this many picks (0: always)
+    prefix_selections: int = 300  # picks timed before extrapolating
 
     def fit(self) -> None:
         entered = time.perf_counter()
@@ -59,15 +60,15 @@ class StockPatchcore(Patchcore):
         sampler.model.fit(bank)  # the random projection, done once per fit
         sampler.model.transform(bank)
         projection = time.perf_counter() - start
-        sampler.coreset_size = self.max_selections
+        sampler.coreset_size = self.prefix_selections
         start = time.perf_counter()
-        sampler.select_coreset_idxs()  # projects again, then the first max_selections picks
-        per_pick = (time.perf_counter() - start - projection) / self.max_selections
+        sampler.select_coreset_idxs()  # projects again, then the first picks
+        per_pick = (time.perf_counter() - start - projection) / self.prefix_selections
         self.coreset_seconds, self.extrapolated = projection + per_pick * n_select, True
         self.model.memory_bank = bank[:1]  # placeholder so the Engine finishes; never scored
 
 
-def stock_patchcore(backbone, image_size: int, max_selections: int) -> StockPatchcore:
+def stock_patchcore(backbone, image_size: int, max_selections: int, prefix: int = 300) -> StockPatchcore:
     model = StockPatchcore(
         backbone=backbone.timm_name,
         layers=backbone.layers_for("patchcore"),
@@ -78,7 +79,7 @@ def stock_patchcore(backbone, image_size: int, max_selections: int) -> StockPatc
         **NO_ANOMALIB_POSTPROCESSING,
     )
     load_pretrained(model.model.feature_extractor.feature_extractor, backbone)
-    model.max_selections = max_selections
+    model.max_selections, model.prefix_selections = max_selections, prefix
     return model
 
 
@@ -87,7 +88,7 @@ def measure(n_train: int, args: argparse.Namespace, films, test, work: Path) -> 
     train = loader(films[:n_train], args.image_size, shuffle=True)
     row = {"n_train": n_train, "image_size": args.image_size, "backbone": args.backbone}
     torch.manual_seed(0)  # stock's KCenterGreedy draws its first centre from the global RNG
-    stock = stock_patchcore(backbone, args.image_size, args.stock_max_selections)
+    stock = stock_patchcore(backbone, args.image_size, args.stock_max_selections, args.stock_prefix)
     eng, collector = engine(work / f"stock{n_train}", args.accelerator)
     row["stock_fit_s"] = fit_seconds(eng, stock, train)
     row["stock_coreset_s"], row["stock_extrapolated"] = stock.coreset_seconds, stock.extrapolated
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--backbone", default="efficientnet_lite0")
     parser.add_argument("--test-films", type=int, default=60, help="normal and as many abnormal test films")
     parser.add_argument("--stock-max-selections", type=int, default=5000, help="0 = run stock's greedy in full")
+    parser.add_argument("--stock-prefix", type=int, default=300, help="picks timed when stock is extrapolated")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()

@@ -5,10 +5,11 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from cxrad.backbone import validate_layers
+from cxrad.metadata_conditioning.options import OPTIONS, conditions_features
 from cxrad.model.components.knn import SEARCH_METHODS
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
 
-CONDITIONING = ("none", "stratified", "film", "normative")
+CONDITIONING = OPTIONS
 FILM_MODELS = ("patchcore", "padim", "draem", "fastflow")
 
 
@@ -33,7 +34,7 @@ def validate(cfg: DictConfig) -> None:
         _fail(f"devices={cfg.devices} (a multi-device fit) is wired for model=patchcore and model=padim; use devices=1")
     if cfg.metadata_conditioning.name not in CONDITIONING:
         _fail(f"metadata_conditioning={cfg.metadata_conditioning.name} is unknown; choose from {CONDITIONING}")
-    if cfg.metadata_conditioning.name == "film" and model not in FILM_MODELS:
+    if conditions_features(cfg.metadata_conditioning) and model not in FILM_MODELS:
         _fail(f"metadata_conditioning=film is not available for model={model} yet; use one of {FILM_MODELS}")
     if cfg.threshold.method not in THRESHOLD_METHODS:
         _fail(f"threshold={cfg.threshold.method} is unknown; choose from {THRESHOLD_METHODS}")

@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback
 
 from cxrad.metadata_conditioning.film import NormativeFiLM
+from cxrad.metadata_conditioning.options import conditions_maps
 
 
 class GridMapCollector(Callback):
@@ -49,7 +50,7 @@ class GridMapCollector(Callback):
 
 def normative_map_collector(conditioning: Mapping[str, object]) -> GridMapCollector | None:
     """The grid-map callback when ``metadata_conditioning=normative``; other options need no maps kept."""
-    if conditioning.get("name") != "normative":
+    if not conditions_maps(conditioning):
         return None
     return GridMapCollector(int(conditioning.get("grid", 16)))
 

@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cxrad.metadata_conditioning.normative import GridMapCollector, normative_scores
+from cxrad.metadata_conditioning.options import conditions_maps
 from cxrad.threshold.fit import group_keys
 
 LEVELS: tuple[tuple[str, ...], ...] = (("view", "sex", "age_band"), ("view", "sex"), ("view",))
@@ -89,7 +90,7 @@ def calibrate_scores(
     ``stratified`` calibrates whole-image scores per group; ``normative`` standardises each film's coarse
     anomaly map (``grid_maps``) against normal films with the same metadata.
     """
-    if conditioning.get("name") == "normative":
+    if conditions_maps(conditioning):
         if grid_maps is None or not grid_maps.maps:
             msg = "metadata_conditioning=normative needs the films' anomaly maps (scored through cxrad.run)"
             raise ValueError(msg)

@@ -8,6 +8,7 @@ from torchvision.transforms.v2 import Compose, Normalize, Resize
 from cxrad.backbone import BackboneConfig
 from cxrad.data.metadata import MetadataEncoder
 from cxrad.metadata_conditioning import MLPFiLM, NormativeFiLM
+from cxrad.metadata_conditioning.options import conditions_features
 
 # Flags passed to every anomalib model: cxrad computes thresholds, metrics and plots on raw scores.
 NO_ANOMALIB_POSTPROCESSING = {"post_processor": False, "evaluator": False, "visualizer": False}
@@ -23,7 +24,7 @@ def pre_processor(image_size: int, backbone: BackboneConfig | None) -> PreProces
 
 def build_normative_film(conditioning: dict | None) -> NormativeFiLM | None:
     """The closed-form FiLM of memory-bank models, or None for other conditioning options."""
-    if not conditioning or conditioning.get("name") != "film":
+    if not conditions_features(conditioning):
         return None
     return NormativeFiLM(
         metadata_dim=MetadataEncoder().dim,
@@ -36,7 +37,7 @@ def build_normative_film(conditioning: dict | None) -> NormativeFiLM | None:
 
 def wants_film(conditioning: dict | None) -> bool:
     """Whether the composed ``metadata_conditioning`` asks for FiLM."""
-    return bool(conditioning) and conditioning.get("name") == "film"
+    return conditions_features(conditioning)
 
 
 def build_mlp_film(conditioning: dict, channels: int) -> MLPFiLM:

@@ -10,7 +10,7 @@ from anomalib.models import Padim
 from anomalib.models.image.padim.torch_model import PadimModel
 
 from cxrad.backbone import BackboneConfig, load_pretrained, validate_layers
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor
+from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor, wants_film
 from cxrad.model.components.aggregation import LocalAggregation
 from cxrad.model.components.distributed import all_reduce_sum, broadcast_from_rank0, is_distributed
 from cxrad.model.components.gaussian import StreamingGaussian
@@ -124,7 +124,7 @@ def build_padim(
             layers=layers,
             pre_trained=False,
             n_features=n_features,
-            film=conditioning if (conditioning or {}).get("name") == "film" else None,
+            film=conditioning if wants_film(conditioning) else None,
             pre_processor=pre_processor(image_size, backbone),
             **NO_ANOMALIB_POSTPROCESSING,
         )

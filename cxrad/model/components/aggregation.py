@@ -30,7 +30,9 @@ class LocalAggregation(nn.Module):
             msg = f"model.patch_size={patch_size} and model.patch_stride={stride} must both be >= 1"
             raise ValueError(msg)
         self.extractor = extractor
-        self.pool = nn.AvgPool2d(patch_size, stride, patch_size // 2, count_include_pad=False)
+        # Zero padding counted in the average, as anomalib's pooler: border patches are damped alike in every film,
+        # so film borders (collimation, noise) weigh less in the nearest-neighbour distances.
+        self.pool = nn.AvgPool2d(patch_size, stride, patch_size // 2, count_include_pad=True)
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         return {layer: self.pool(feature) for layer, feature in self.extractor(images).items()}

@@ -32,7 +32,7 @@ def random_projection(features: torch.Tensor, dim: int, generator: torch.Generat
     return features if matrix is None else features @ matrix.to(features.device, features.dtype)
 
 
-def min_squared_distances(points: torch.Tensor, centres: torch.Tensor, block: int = 8192) -> torch.Tensor:
+def min_squared_distances(points: torch.Tensor, centres: torch.Tensor, block: int = 2048) -> torch.Tensor:
     """Squared distance of each row of ``points`` to its nearest row of ``centres`` (``inf`` without centres).
 
     One matrix product per block of centres: compute-bound, unlike the greedy loop's matrix-vector products.

@@ -42,7 +42,8 @@ class StreamingGaussian:
         shifted = vectors - self.shift
         self.count += len(shifted)
         self.total += shifted.sum(0)
-        self.outer += torch.einsum("bcp,bdp->pcd", shifted, shifted)
+        per_position = shifted.permute(2, 1, 0)  # (P, C, B)
+        self.outer.baddbmm_(per_position, per_position.transpose(1, 2))  # in place: no (P, C, C) temporary
 
     def merge(self, total: torch.Tensor, outer: torch.Tensor, count: int) -> None:
         """Replace the statistics by summed ones (e.g. all-reduced over ranks sharing the same shift)."""
@@ -53,10 +54,12 @@ class StreamingGaussian:
         if self.count < 2:
             msg = f"PaDiM needs at least 2 training films for a covariance, got {self.count}; check the train split"
             raise ValueError(msg)
-        shifted_mean = self.total / self.count  # (C, P)
-        centred_outer = self.outer - self.count * torch.einsum("cp,dp->pcd", shifted_mean, shifted_mean)
-        channels = shifted_mean.shape[0]
-        identity = torch.eye(channels, dtype=torch.float64)
-        covariance = centred_outer / (self.count - 1) + 0.01 * identity + 1e-5 * identity
-        inv_covariance = torch.linalg.inv(covariance)
-        return (self.shift + shifted_mean).float(), inv_covariance.float()
+        shifted_mean = (self.total / self.count).T.unsqueeze(2)  # (P, C, 1)
+        # In place on the accumulated outer products (finalize ends the stream): the (P, C, C) arrays are the
+        # largest thing PaDiM holds, so no second and third copy of them.
+        covariance = self.outer.baddbmm_(shifted_mean, shifted_mean.transpose(1, 2), alpha=-self.count)
+        covariance /= self.count - 1
+        covariance.diagonal(dim1=1, dim2=2).add_(0.01 + 1e-5)
+        self.outer = None
+        inv_covariance = torch.linalg.inv(covariance).float()
+        return (self.shift + shifted_mean.squeeze(2).T).float(), inv_covariance
