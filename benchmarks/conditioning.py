@@ -51,23 +51,17 @@ SETTINGS = {
         "data.num_workers=0",
     ],
 }
+MEMORY_BANK_CONDITIONS = (
+    "none",
+    "stratified",
+    "film",
+    "normative",
+    "normative +metadata_conditioning.scale=false",
+    "film_normative",
+)
 CONDITIONS = {
-    "patchcore": (
-        "none",
-        "stratified",
-        "film",
-        "normative",
-        "normative +metadata_conditioning.scale=false",
-        "film_normative",
-    ),
-    "padim": (
-        "none",
-        "stratified",
-        "film",
-        "normative",
-        "normative +metadata_conditioning.scale=false",
-        "film_normative",
-    ),
+    "patchcore": MEMORY_BANK_CONDITIONS,
+    "padim": MEMORY_BANK_CONDITIONS,
     "fastflow": ("none", "stratified", "film", "normative", "film_normative"),
     "draem": ("none", "stratified", "film", "normative", "film_normative"),
 }

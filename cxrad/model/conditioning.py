@@ -67,14 +67,22 @@ class MetadataSteps:
 
 
 class MemoryBankMetadata(MetadataSteps):
-    """Mixin for memory-bank models: the training pass also records each film's metadata for FiLM fitting."""
+    """Mixin for memory-bank models: the training pass also records each film's metadata for FiLM fitting.
+
+    After each forward pass the model's ``_drain`` moves what anomalib's forward stored (and the films' metadata)
+    into its streaming bank or statistics, so nothing accumulates over the epoch.
+    """
 
     def training_step(self, batch: Batch, *args: object, **kwargs: object) -> torch.Tensor:
         del args, kwargs
         self.train_metadata.append(batch.metadata.detach().cpu())
         with metadata_of(self.model, batch):
             self.model(batch.image)
+        self._drain()
         return torch.tensor(0.0, requires_grad=True, device=self.device)
+
+    def _drain(self) -> None:
+        raise NotImplementedError
 
     def pop_train_metadata(self) -> torch.Tensor:
         if not self.train_metadata:

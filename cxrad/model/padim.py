@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from anomalib.data import Batch
 from anomalib.models import Padim
 from anomalib.models.image.padim.torch_model import PadimModel
 
@@ -56,12 +55,6 @@ class CxrPadim(MemoryBankMetadata, Padim):
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         self._start_statistics()  # a second epoch or a re-fit starts afresh
-
-    def training_step(self, batch: Batch, *args: object, **kwargs: object) -> torch.Tensor:
-        """anomalib's step (forward with metadata), then this batch's embeddings update the statistics."""
-        loss = super().training_step(batch, *args, **kwargs)
-        self._drain()
-        return loss
 
     def _drain(self) -> None:
         """Move the embeddings anomalib's forward stored (and their films' metadata) into the statistics."""

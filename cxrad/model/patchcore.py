@@ -7,7 +7,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import torch
-from anomalib.data import Batch
 from anomalib.models import Patchcore
 from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 from torch import nn
@@ -104,12 +103,6 @@ class CxrPatchcore(MemoryBankMetadata, Patchcore):
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         self._start_bank()  # a second epoch or a re-fit starts a fresh bank
-
-    def training_step(self, batch: Batch, *args: object, **kwargs: object) -> torch.Tensor:
-        """anomalib's step (forward with metadata), then this batch's embeddings move into the coreset stream."""
-        loss = super().training_step(batch, *args, **kwargs)
-        self._drain()
-        return loss
 
     def _drain(self) -> None:
         """Move the embeddings anomalib's forward stored (and their films' metadata) into the coreset stream."""

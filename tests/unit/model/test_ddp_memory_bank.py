@@ -77,19 +77,22 @@ class RankRecorder(Callback):
         torch.save(result, Path(self.out_dir) / f"rank{trainer.global_rank}.pt")
 
 
-def _fit_on_two_ranks(model: LightningModule, out_dir: Path) -> list[dict]:
-    trainer = Trainer(
-        strategy="ddp_spawn",
+def _quiet_trainer(**kwargs: object) -> Trainer:
+    """A one-epoch CPU trainer without logging, checkpoints or progress output."""
+    return Trainer(
         accelerator="cpu",
-        devices=2,
         max_epochs=1,
         logger=False,
         enable_checkpointing=False,
         enable_progress_bar=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
-        callbacks=[RankRecorder(str(out_dir))],
+        **kwargs,
     )
+
+
+def _fit_on_two_ranks(model: LightningModule, out_dir: Path) -> list[dict]:
+    trainer = _quiet_trainer(strategy="ddp_spawn", devices=2, callbacks=[RankRecorder(str(out_dir))])
     trainer.fit(model, _loader())
     return [torch.load(out_dir / f"rank{r}.pt") for r in range(2)]
 
@@ -179,16 +182,7 @@ def test_padim_on_two_ranks_equals_one_process(padim_fit: list[dict]) -> None:
     shards = [result["films"] for result in padim_fit]
     steps = [shard[start : start + BATCH] for start in range(0, len(shards[0]), BATCH) for shard in shards]
     reference = _padim()
-    Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_epochs=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-    ).fit(reference, _loader(order=[film for step in steps for film in step]))
+    _quiet_trainer(devices=1).fit(reference, _loader(order=[film for step in steps for film in step]))
     film = reference.model.film.state_dict()
     for name, value in padim_fit[0]["film"].items():
         torch.testing.assert_close(value, film[name], rtol=1e-5, atol=1e-6)
