@@ -33,7 +33,7 @@ test: install ## Run the default test suite (offline, CPU, well under 15 minutes
 test-slow: install ## Run only the slow tests
 	$(PY) -m pytest -q -m slow $(ARGS)
 
-bench: install ## Performance benchmarks vs stock anomalib -> benchmarks/results/*.json (~45 min on 2 CPU cores)
+bench: install ## Performance benchmarks vs stock anomalib -> benchmarks/results/*.json (~20 min on 2 CPU cores)
 	$(PY) benchmarks/patchcore_fit.py
 	$(PY) benchmarks/memory.py
 	$(PY) benchmarks/knn.py

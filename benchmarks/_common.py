@@ -57,7 +57,7 @@ def loader(frame: pd.DataFrame, image_size: int, batch_size: int = 16, shuffle: 
     return make_loader(frame, preprocess, batch_size, num_workers=0, shuffle=shuffle, seed=0)
 
 
-def engine(out_dir: Path, accelerator: str = "cpu") -> tuple[Engine, ScoreCollector]:
+def engine(out_dir: Path, accelerator: str = "cpu", callbacks: tuple = ()) -> tuple[Engine, ScoreCollector]:
     collector = ScoreCollector()
     eng = Engine(
         default_root_dir=out_dir,
@@ -65,7 +65,7 @@ def engine(out_dir: Path, accelerator: str = "cpu") -> tuple[Engine, ScoreCollec
         devices=1,
         logger=False,
         max_epochs=1,
-        callbacks=[collector],
+        callbacks=[collector, *callbacks],
         enable_progress_bar=False,
     )
     return eng, collector

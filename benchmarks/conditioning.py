@@ -94,6 +94,7 @@ def run_one(setting: str, model: str, conditioning: str, out_root: Path, args: a
         "conditioning": conditioning,
         "backbone": metrics["backbone"],
         "epochs": cfg.model.max_epochs,
+        "seed": cfg.seed,
         "device": DEVICE,
         **{k: metrics[k] for k in COLUMNS},
     }
@@ -117,10 +118,42 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def seed_summary(rows: list[dict]) -> str:
+    """Mean (min to max) over the runs of each (setting, model, conditioning) measured more than once.
+
+    Seeds change the synthetic films and the training run; FastFlow and DRAEM vary a lot from seed to seed, so a
+    single row says little about them.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["setting"], row["model"], row["conditioning"], row.get("epochs", 1)), []).append(row)
+    metrics = ("image_auroc", "view_stratified_auroc", "normal_view_leakage_auroc", "AP-PA FPR gap")
+    lines = [
+        "| setting | model | conditioning | runs (seeds) | " + " | ".join(metrics) + " |",
+        "|" + "---|" * (len(metrics) + 4),
+    ]
+    for (setting, model, conditioning, _), found in groups.items():
+        seeds = sorted(r.get("seed", 0) for r in found)  # a seed twice: a rerun (GPU training is not deterministic)
+        if len(found) < 2:
+            continue
+        cells = []
+        for metric in metrics:
+            if metric == "AP-PA FPR gap":
+                values = [r["fpr_ap_normals"] - r["fpr_pa_normals"] for r in found]
+            else:
+                values = [r[metric] for r in found if r[metric] is not None]
+            cells.append(f"{sum(values) / len(values):+.3f} ({min(values):+.3f} to {max(values):+.3f})")
+        head = f"| {setting} | {model} | {conditioning} | {','.join(map(str, seeds))} | "
+        lines.append(head + " | ".join(cells) + " |")
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="PatchCore and PaDiM only")
     parser.add_argument("--models", nargs="+", choices=tuple(CONDITIONS), default=None)
+    parser.add_argument("--conditions", nargs="+", default=None, help="only these options (e.g. none film_normative)")
+    parser.add_argument("--settings", nargs="+", choices=tuple(SETTINGS), default=tuple(SETTINGS))
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of FastFlow and DRAEM")
     parser.add_argument("--accelerator", default="auto")
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run")
@@ -132,8 +165,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
-            for setting in SETTINGS:
+            for setting in args.settings:
                 for conditioning in CONDITIONS[model]:
+                    if args.conditions and conditioning.split()[0] not in args.conditions:
+                        continue
                     try:
                         rows.append(run_one(setting, model, conditioning, Path(tmp), args))
                     except ValueError as error:  # e.g. too few normal validation films for an option

@@ -1,11 +1,20 @@
 """Peak memory of fitting PatchCore and PaDiM vs the number of training films: cxrad (streaming) vs stock anomalib.
 
-Each measurement runs in a fresh process (peak RSS via ``ru_maxrss``) that fits one model on ``n`` synthetic
-films at 224 px with resnet18 (random weights: memory does not depend on them). Stock anomalib stacks every
-embedding before fitting; above ``--stock-max`` films it is not run (it would need more RAM than the machine
-has or hours of k-center greedy) and its peak is extrapolated linearly from the sizes it ran, marked as such.
-Stock PatchCore's greedy is cut after its first picks (its memory is the stacked and projected bank; the
-greedy loop itself adds one float per patch), so its time is not reported here: see patchcore_fit.py.
+One fresh process per (model, implementation) fits on the largest size's synthetic films at 224 px with
+resnet18 (random weights: memory does not depend on them) through the Engine, and stops at each smaller size
+on the way (a checkpoint): there it builds the model exactly as the end of a fit of that many films would
+(stock: stacks every stored embedding and runs its coreset / Gaussian fit; cxrad: finalizes a copy of the
+streaming coreset / statistics), records the process's peak RSS (``ru_maxrss``) and the time since the fit
+began, frees that result (handing the freed heap back to the OS with ``malloc_trim``) and streams on. The
+largest size is the Engine's own end of fit. Peak RSS never decreases, so each figure is the peak of a fit of
+that many films plus whatever the earlier checkpoints left behind (allocator slack at most): an upper bound.
+cxrad's PaDiM checkpoints also hold one copy of the accumulated outer products while finalizing (0.25 GB at
+224 px), so its checkpoint rows are conservative by that much; the last row has no copy.
+
+Stock anomalib stacks every embedding before fitting; above ``--stock-max`` films it is not run (it would need
+more RAM than the machine has) and its peak is extrapolated linearly from the sizes it ran, marked as such.
+Stock PatchCore's greedy is cut after its first ``STOCK_PICKS`` picks (its memory is the stacked and projected
+bank; the greedy loop adds one float per patch), so its time is not reported here: see patchcore_fit.py.
 
     .venv/bin/python benchmarks/memory.py                              # 500, 1000, 2000, 5000 films
     .venv/bin/python benchmarks/memory.py --sizes 200 400 --stock-max 400
@@ -14,27 +23,109 @@ greedy loop itself adds one float per patch), so its time is not reported here: 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import ctypes
 import json
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
+import torch
 from _common import compose_config, engine, loader, peak_rss_gb, synthetic_films, write_json
+from lightning.pytorch import Callback
 
 IMAGE_SIZE = 224
+BATCH_SIZE = 50  # divides every default size, so checkpoints fall on batch ends
+STOCK_PICKS = 20
 
 
-def child(model_name: str, impl: str, n: int, ratio: float) -> dict:
+def _cxrad_patchcore_snapshot(module) -> None:  # noqa: ANN001
+    """Finalize a copy of the streaming coreset (shares the stream's tensors; its own lists and generator)."""
+    stream = module.coreset
+    twin = copy.copy(stream)
+    twin.pending, twin.kept, twin.kept_projected = list(stream.pending), list(stream.kept), list(stream.kept_projected)
+    twin.generator = torch.Generator().set_state(stream.generator.get_state())
+    bank = twin.finalize()
+    del twin, bank
+
+
+def _cxrad_padim_snapshot(module) -> None:  # noqa: ANN001
+    """Finalize a copy of the streaming statistics (finalize works in place on the outer products)."""
+    twin = copy.copy(module.statistics)
+    twin.outer = module.statistics.outer.clone()
+    mean, inv_covariance = twin.finalize()
+    del twin, mean, inv_covariance
+
+
+def _stock_patchcore_snapshot(module) -> None:  # noqa: ANN001
+    """What stock's fit does first: stack the stored embeddings, project them, start the greedy."""
+    from anomalib.models.components.sampling import KCenterGreedy
+
+    bank = torch.vstack(module.model.embedding_store)
+    sampler = KCenterGreedy(embedding=bank, sampling_ratio=module.coreset_sampling_ratio)
+    sampler.coreset_size = STOCK_PICKS
+    sampler.select_coreset_idxs()
+    del sampler, bank
+
+
+def _stock_padim_snapshot(module) -> None:  # noqa: ANN001
+    """Stock's fit without clearing the store: stack every embedding and fit the Gaussians."""
+    bank = torch.vstack(module.model.memory_bank)
+    module.model.gaussian.fit(bank)
+    del bank
+
+
+SNAPSHOTS: dict[tuple[str, str], Callable] = {
+    ("patchcore", "cxrad"): _cxrad_patchcore_snapshot,
+    ("padim", "cxrad"): _cxrad_padim_snapshot,
+    ("patchcore", "stock"): _stock_patchcore_snapshot,
+    ("padim", "stock"): _stock_padim_snapshot,
+}
+
+
+def _release_freed_memory() -> None:
+    """Hand freed heap memory back to the OS (glibc), so a checkpoint's freed result does not inflate later peaks."""
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: peaks may then include allocator slack
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
+class Checkpoints(Callback):
+    """At each size below the last, build the fitted model of the films seen so far and record peak RSS."""
+
+    def __init__(self, sizes: list[int], snapshot: Callable) -> None:
+        self.sizes, self.snapshot = set(sizes[:-1]), snapshot
+        self.seen, self.rows, self.start = 0, [], time.perf_counter()
+
+    def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+        self.start = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self.seen += len(batch.image)
+        if self.seen in self.sizes:
+            with torch.no_grad():
+                self.snapshot(pl_module)
+            _release_freed_memory()
+            self.rows.append(
+                {"n_train": self.seen, "peak_rss_gb": peak_rss_gb(), "fit_s": time.perf_counter() - self.start}
+            )
+
+
+def child(model_name: str, impl: str, sizes: list[int], ratio: float) -> list[dict]:
     from omegaconf import OmegaConf
 
     from cxrad.backbone import BackboneConfig
     from cxrad.model import build_padim, build_patchcore
 
-    films = synthetic_films(n, 0, IMAGE_SIZE)
-    train = loader(films, IMAGE_SIZE, batch_size=32, shuffle=True)
+    sizes = sorted(sizes)
+    films = synthetic_films(sizes[-1], 0, IMAGE_SIZE)
+    # Batches of 50 films make each stored stock embedding > 32 MB, so glibc maps it on its own and the figures
+    # measure live memory; at 20 films they fell in the heap and fragmentation added ~1.5 GB to stock's peaks.
+    train = loader(films, IMAGE_SIZE, batch_size=BATCH_SIZE, shuffle=True)
     backbone = BackboneConfig(
         **{**OmegaConf.to_container(compose_config("backbone=resnet18").backbone), "pretrained": False}
     )
@@ -44,7 +135,7 @@ def child(model_name: str, impl: str, n: int, ratio: float) -> dict:
     elif model_name == "patchcore":
         from patchcore_fit import stock_patchcore
 
-        model = stock_patchcore(backbone, IMAGE_SIZE, max_selections=20)
+        model = stock_patchcore(backbone, IMAGE_SIZE, max_selections=STOCK_PICKS, prefix=STOCK_PICKS)
         model.coreset_sampling_ratio = ratio
     elif impl == "cxrad":
         model = build_padim(backbone, IMAGE_SIZE)
@@ -61,27 +152,27 @@ def child(model_name: str, impl: str, n: int, ratio: float) -> dict:
             pre_processor=pre_processor(IMAGE_SIZE, backbone),
             **NO_ANOMALIB_POSTPROCESSING,
         )
+    checkpoints = Checkpoints(sizes, SNAPSHOTS[model_name, impl])
     with tempfile.TemporaryDirectory() as work:
-        eng, _ = engine(Path(work))
+        eng, _ = engine(Path(work), callbacks=(checkpoints,))
         start = time.perf_counter()
         eng.fit(model=model, train_dataloaders=train)
         seconds = time.perf_counter() - start
-    return {
+    rows = [*checkpoints.rows, {"n_train": sizes[-1], "peak_rss_gb": peak_rss_gb(), "fit_s": seconds}]
+    common = {
         "model": model_name,
         "impl": impl,
-        "n_train": n,
-        "peak_rss_gb": peak_rss_gb(),
         "rss_before_fit_gb": baseline,
-        "fit_s": seconds,
         "coreset_ratio": ratio if model_name == "patchcore" else None,
     }
+    return [{**common, **row, "checkpoint": row["n_train"] != sizes[-1]} for row in rows]
 
 
 def extrapolate(rows: list[dict], sizes: list[int]) -> list[dict]:
     """Linear fit of stock's peak RSS over the sizes it ran, evaluated where it did not."""
     out = []
     for model_name in ("patchcore", "padim"):
-        ran = [r for r in rows if r["model"] == model_name and r["impl"] == "stock"]
+        ran = [r for r in rows if r["model"] == model_name and r["impl"] == "stock" and "peak_rss_gb" in r]
         if len(ran) < 2:
             continue
         slope, intercept = np.polyfit([r["n_train"] for r in ran], [r["peak_rss_gb"] for r in ran], 1)
@@ -106,26 +197,28 @@ def main() -> None:
     parser.add_argument("--stock-max", type=int, default=2000)
     parser.add_argument("--models", nargs="+", default=["patchcore", "padim"])
     parser.add_argument("--ratio", type=float, default=0.01, help="PatchCore coreset ratio (both implementations)")
-    parser.add_argument("--child", nargs=3, metavar=("MODEL", "IMPL", "N"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=2, metavar=("MODEL", "IMPL"), help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], args.child[1], int(args.child[2]), args.ratio)))
+        print(json.dumps(child(args.child[0], args.child[1], args.sizes, args.ratio)))
         return
     rows = []
     for model_name in args.models:
         for impl in ("cxrad", "stock"):
-            for n in args.sizes:
-                if impl == "stock" and n > args.stock_max:
-                    continue
-                command = [sys.executable, __file__, "--child", model_name, impl, str(n), "--ratio", str(args.ratio)]
-                done = subprocess.run(command, capture_output=True, text=True, check=False)
-                if done.returncode:
-                    print(done.stderr[-3000:], file=sys.stderr)
-                    rows.append({"model": model_name, "impl": impl, "n_train": n, "error": done.returncode})
-                    continue
-                rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-                print(rows[-1], flush=True)
+            sizes = [n for n in args.sizes if impl == "cxrad" or n <= args.stock_max]
+            if not sizes:
+                continue
+            command = [sys.executable, __file__, "--child", model_name, impl, "--ratio", str(args.ratio)]
+            command += ["--sizes", *map(str, sizes)]
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            if done.returncode:
+                print(done.stderr[-3000:], file=sys.stderr)
+                rows += [{"model": model_name, "impl": impl, "n_train": n, "error": done.returncode} for n in sizes]
+                continue
+            rows += json.loads(done.stdout.strip().splitlines()[-1])
+            for row in rows[-len(sizes) :]:
+                print(row, flush=True)
     rows += extrapolate(rows, args.sizes)
     path = write_json("memory", {"rows": rows, "image_size": IMAGE_SIZE, "backbone": "resnet18"}, args.out)
     print(f"wrote {path}")

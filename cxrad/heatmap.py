@@ -70,8 +70,8 @@ def film_row(table: pd.DataFrame, target: str, age: float, sex: str, view: str) 
     return pd.Series({**row, "boxes_frame": 0, "finding_labels": ""}, name=0), False
 
 
-def score_film(trained: TrainedRun, row: pd.Series) -> tuple[float, np.ndarray]:
-    """Raw image score and anomaly map of one film, preprocessed like the run."""
+def score_film(trained: TrainedRun, row: pd.Series) -> tuple[float, np.ndarray, torch.Tensor]:
+    """Raw image score, anomaly map and encoded metadata ``(1, M)`` of one film, preprocessed like the run."""
     item = CxrDataset(pd.DataFrame([row]).reset_index(drop=True), trained.preprocess)[0]
     batch = CxrBatch.collate([item])
     with torch.no_grad(), metadata_of(trained.model.model, batch):
@@ -81,7 +81,8 @@ def score_film(trained: TrainedRun, row: pd.Series) -> tuple[float, np.ndarray]:
             f"model {type(trained.model).__name__} returns no anomaly map; heatmaps need PatchCore/PaDiM/FastFlow/DRAEM"
         )
         raise ValueError(msg)
-    return float(output.pred_score.reshape(-1)[0]), output.anomaly_map.reshape(output.anomaly_map.shape[-2:]).numpy()
+    anomaly_map = output.anomaly_map.reshape(output.anomaly_map.shape[-2:]).numpy()
+    return float(output.pred_score.reshape(-1)[0]), anomaly_map, batch.metadata
 
 
 def display_film(row: pd.Series, preprocess: PreprocessConfig, size: int) -> tuple[np.ndarray, np.ndarray]:
@@ -148,9 +149,11 @@ def render(
     Colours use the run's fixed scale (:func:`map_scale`) so films compare; ``relative`` (or a run without
     ``val_scores.csv``) scales each map to its own min-max instead.
     """
-    raw, anomaly_map = score_film(trained, row)
+    raw, anomaly_map, metadata = score_film(trained, row)
     frame = pd.DataFrame([row])[["age", "sex", "view"]]
-    score = float(to_threshold_units(run_dir, trained.cfg, pd.Series([raw], index=frame.index), frame).iloc[0])
+    raw_series = pd.Series([raw], index=frame.index)
+    maps = torch.from_numpy(anomaly_map)[None]
+    score = float(to_threshold_units(run_dir, trained.cfg, raw_series, frame, maps, metadata).iloc[0])
     film, mask = display_film(row, trained.preprocess, size)
     scale = None if relative else map_scale(run_dir, trained, row)
     overlay = overlay_heatmap(

@@ -17,7 +17,7 @@ from cxrad.data.checks import DECODE_SKIP_LOG, skip_counts, with_logged_skips
 from cxrad.data.dataset import make_loaders
 from cxrad.data.samples import load_samples
 from cxrad.logger import tracker
-from cxrad.metadata_conditioning import calibrate_scores, normative_map_collector
+from cxrad.metadata_conditioning import REFERENCE_FILE, calibrate_scores, normative_map_collector, save_reference
 from cxrad.metrics import compute_image_metrics, compute_localization_metrics, compute_nodule_metrics
 from cxrad.model.checkpoint import fit_or_resume, prepare_resume
 from cxrad.model.components.distributed import rank
@@ -54,6 +54,8 @@ def run(cfg: DictConfig) -> dict:
         val = predict_scores(engine, model, loaders["val"], collector)
         test = predict_scores(engine, model, loaders["test"], collector, k_maps=cfg.heatmap_top_k)
         val_score, test_score = calibrate_scores(cfg.metadata_conditioning, val.score, test.score, samples, grid_maps)
+        if grid_maps is not None:  # what cxrad.predict needs to score new films as the test films were
+            save_reference(out_dir / REFERENCE_FILE, grid_maps, [i for i in val.score.index if not samples.label[i]])
         threshold = threshold_from_config(cfg.threshold, val_score, test_score, samples, seed=cfg.seed)
         predictions = predictions_table(samples, test_score, threshold)
         val_table = val_scores_table(samples, val.score, val_score, val.map_max, threshold)

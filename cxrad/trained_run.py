@@ -15,6 +15,7 @@ import logging
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 import torch
 from anomalib import PrecisionType
@@ -22,7 +23,8 @@ from anomalib.models import AnomalibModule
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from cxrad.metadata_conditioning import calibrate_scores
+from cxrad.metadata_conditioning import calibrate_scores, reference_scores
+from cxrad.metadata_conditioning.options import conditions_maps
 from cxrad.model.checkpoint import find_checkpoint, load_weights, read_checkpoint
 from cxrad.model.factory import build_detector
 from cxrad.preprocessing import PreprocessConfig
@@ -109,26 +111,42 @@ def load_threshold(run_dir: Path) -> Threshold:
     )
 
 
-def to_threshold_units(run_dir: str | Path, cfg: DictConfig, raw: pd.Series, frame: pd.DataFrame) -> pd.Series:
+def to_threshold_units(
+    run_dir: str | Path,
+    cfg: DictConfig,
+    raw: pd.Series,
+    frame: pd.DataFrame,
+    anomaly_maps: torch.Tensor | None = None,
+    metadata: np.ndarray | torch.Tensor | None = None,
+) -> pd.Series:
     """Raw scores of new films in the units the run's threshold was fitted in.
 
     Identity when the conditioning is inside the model (``none``, ``film``); for ``stratified`` the score
-    calibration is refitted, exactly as in the run, from the normal validation scores in ``val_scores.csv``.
+    calibration is refitted, exactly as in the run, from the normal validation scores in ``val_scores.csv``; for
+    ``normative`` and ``film_normative`` the map regressions are refitted from the run's
+    ``normative_reference.npz`` and applied to the films' anomaly maps.
 
     Args:
         run_dir: The run directory.
         cfg: Its config (:func:`load_run_config`).
         raw: Raw detector scores, indexed like ``frame``.
         frame: The films' ``age``, ``sex`` and ``view``.
+        anomaly_maps: The films' anomaly maps, in ``raw``'s order (normative options only).
+        metadata: Their encoded metadata as the model received it (the batch's ``metadata``; normative only).
     """
     name = cfg.metadata_conditioning.name
     if name in MODEL_CONDITIONING:
         return raw
+    if conditions_maps(cfg.metadata_conditioning):
+        if anomaly_maps is None or metadata is None:
+            msg = f"metadata_conditioning={name} scores films from their anomaly maps; pass anomaly_maps and metadata"
+            raise ValueError(msg)
+        if isinstance(metadata, torch.Tensor):
+            metadata = metadata.detach().cpu().numpy()
+        scores = reference_scores(Path(run_dir), cfg.metadata_conditioning, anomaly_maps, metadata)
+        return pd.Series(scores, index=raw.index, name="score")
     if name != "stratified":
-        msg = (
-            f"metadata_conditioning={name} re-scores films after the model and cxrad.trained_run cannot redo it "
-            "for new films yet; score them with a run using none, film or stratified conditioning"
-        )
+        msg = f"metadata_conditioning={name} is unknown to cxrad.trained_run; score films with a run of cxrad's options"
         raise ValueError(msg)
     path = Path(run_dir) / "val_scores.csv"
     if not path.is_file():

@@ -1,10 +1,18 @@
 """Conditioning detectors on patient metadata (age, sex, view): FiLM layers and stratified baselines."""
 
 from cxrad.metadata_conditioning.film import FiLM, MLPFiLM, NormativeFiLM
-from cxrad.metadata_conditioning.normative import GridMapCollector, NormativeMap, normative_map_collector
+from cxrad.metadata_conditioning.normative import (
+    REFERENCE_FILE,
+    GridMapCollector,
+    NormativeMap,
+    normative_map_collector,
+    reference_scores,
+    save_reference,
+)
 from cxrad.metadata_conditioning.stratified import GroupCalibration, calibrate_scores
 
 __all__ = [
+    "REFERENCE_FILE",
     "FiLM",
     "GridMapCollector",
     "GroupCalibration",
@@ -13,4 +21,6 @@ __all__ = [
     "NormativeFiLM",
     "calibrate_scores",
     "normative_map_collector",
+    "reference_scores",
+    "save_reference",
 ]

@@ -10,11 +10,14 @@ metadata*.
 
 The regressions are fitted on the normal validation films. Their standardised scores, used for the
 threshold, come from two-fold cross-fitting so that the threshold is not set on in-sample (too small) values.
+The run saves those films' pooled maps and metadata (:data:`REFERENCE_FILE`), so ``cxrad.predict`` and
+``cxrad.heatmap`` refit the same regressions and score new films exactly as the run scored its test films.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -24,6 +27,14 @@ from lightning.pytorch import Callback
 
 from cxrad.metadata_conditioning.film import NormativeFiLM
 from cxrad.metadata_conditioning.options import conditions_maps
+
+REFERENCE_FILE = "normative_reference.npz"
+
+
+def pool_maps(anomaly_maps: torch.Tensor, grid: int) -> np.ndarray:
+    """``(N, grid, grid)`` average-pooled anomaly maps from maps shaped ``(N, [1,] H, W)``."""
+    maps = anomaly_maps.detach().float().reshape(-1, 1, *anomaly_maps.shape[-2:])
+    return F.adaptive_avg_pool2d(maps, grid).squeeze(1).cpu().numpy()
 
 
 class GridMapCollector(Callback):
@@ -40,8 +51,7 @@ class GridMapCollector(Callback):
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
         if outputs.anomaly_map is None:
             return
-        maps = outputs.anomaly_map.detach().float().reshape(-1, 1, *outputs.anomaly_map.shape[-2:])
-        pooled = F.adaptive_avg_pool2d(maps, self.grid).squeeze(1).cpu().numpy()
+        pooled = pool_maps(outputs.anomaly_map, self.grid)
         for index, grid_map, meta in zip(
             outputs.sample_index.tolist(), pooled, outputs.metadata.cpu().numpy(), strict=True
         ):
@@ -106,3 +116,36 @@ def normative_scores(
     test_index = sorted(test_maps)
     test = pd.Series(model.score(*stack(test_index)), index=test_index, name="score")
     return pd.Series(val_scores, name="score").sort_index(), test
+
+
+def save_reference(path: Path, grid_maps: GridMapCollector, normal_val: list[int]) -> None:
+    """Write the normal validation films' pooled maps and encoded metadata the test scores were fitted on."""
+    order = sorted(normal_val)
+    maps = np.stack([grid_maps.maps[i] for i in order])
+    metadata = np.stack([grid_maps.metadata[i] for i in order])
+    np.savez_compressed(path, maps=maps, metadata=metadata, grid=np.array(grid_maps.grid))
+
+
+def reference_scores(
+    run_dir: Path, conditioning: Mapping[str, object], anomaly_maps: torch.Tensor, metadata: np.ndarray
+) -> np.ndarray:
+    """Normative scores of new films: the run's regressions refitted from :data:`REFERENCE_FILE`.
+
+    Args:
+        run_dir: The run directory holding the reference.
+        conditioning: The run's ``metadata_conditioning`` config (``prior_count``, ``scale``).
+        anomaly_maps: The films' full anomaly maps ``(N, [1,] H, W)``.
+        metadata: Their encoded metadata ``(N, M)`` (the batch's ``metadata``).
+
+    Raises:
+        FileNotFoundError: when the run has no reference (it predates it): rerun it.
+    """
+    path = Path(run_dir) / REFERENCE_FILE
+    if not path.is_file():
+        msg = f"{path} does not exist: the run predates {REFERENCE_FILE}; rerun it to score new films"
+        raise FileNotFoundError(msg)
+    with np.load(path) as reference:
+        model = NormativeMap(float(conditioning.get("prior_count", 5.0)), scale=bool(conditioning.get("scale", True)))
+        model.fit(reference["maps"], reference["metadata"])
+        grid = int(reference["grid"])
+    return model.score(pool_maps(anomaly_maps, grid), np.asarray(metadata, dtype=np.float32))

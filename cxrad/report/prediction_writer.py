@@ -31,10 +31,16 @@ class Rater:
     run: TrainedRun
     films: pd.DataFrame
 
-    def __call__(self, raw: pd.Series) -> pd.DataFrame:
-        """``raw_score``, ``score``, ``threshold`` and ``pred_label`` for films indexed like ``films``."""
+    def __call__(
+        self, raw: pd.Series, anomaly_maps: torch.Tensor | None = None, metadata: torch.Tensor | None = None
+    ) -> pd.DataFrame:
+        """``raw_score``, ``score``, ``threshold`` and ``pred_label`` for films indexed like ``films``.
+
+        ``anomaly_maps`` and ``metadata`` (the model's outputs, in ``raw``'s order) are needed by runs whose
+        conditioning re-scores the maps (``normative``, ``film_normative``).
+        """
         rows = self.films.loc[raw.index]
-        score = to_threshold_units(self.run_dir, self.run.cfg, raw, rows)
+        score = to_threshold_units(self.run_dir, self.run.cfg, raw, rows, anomaly_maps, metadata)
         cut = self.run.threshold.cuts(rows)
         rated = pd.DataFrame({"raw_score": raw, "score": score, "threshold": cut}, index=raw.index)
         rated["pred_label"] = (rated["score"].to_numpy() >= cut).astype(int)
@@ -77,7 +83,7 @@ class PredictionWriter(Callback):
         if not np.isfinite(raw.to_numpy()).all():
             msg = f"non-finite anomaly scores for {self.rater.films.loc[raw.index, 'image_path'].tolist()}"
             raise FloatingPointError(msg)
-        rated = self.rater(raw)
+        rated = self.rater(raw, outputs.anomaly_map, outputs.metadata)
         rated["heatmap"] = ""
         if self.heatmap_dir is not None and outputs.anomaly_map is not None:
             maps = zip(index, outputs.anomaly_map, strict=True)

@@ -1,6 +1,7 @@
 """A trained run reused: resumed without fitting again, and scoring new films with ``python -m cxrad.predict``.
 
-One tiny PatchCore + FiLM run on real NIH films (memory bank and FiLM statistics in the checkpoint) serves all.
+One tiny PatchCore + FiLM run on real NIH films (memory bank and FiLM statistics in the checkpoint) serves most;
+a PaDiM ``film_normative`` run checks that the normative map re-scoring is redone for new films.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
+from cxrad.heatmap import main as heatmap_main
 from cxrad.predict import main, predict
 from cxrad.run import run
 from tests.films import dicom_from_png, write_truncated_png
@@ -107,3 +109,29 @@ def test_command_line_overrides_metadata_and_reports(run_dir: Path, tmp_path: Pa
     assert "--view 'lateral' is not understood; use PA, AP or unknown" in capsys.readouterr().err
     assert main([str(tmp_path), str(film)]) == 2  # not a run directory
     assert "cxrad.run" in capsys.readouterr().err
+
+
+def test_film_normative_runs_score_new_films_like_their_test_films(
+    tmp_path: Path, cache_dir: Path, shared_data: Path
+) -> None:
+    """The anomaly maps of new films are standardised by the run's saved normal reference, as its test films were."""
+    out = tmp_path / "padim_film_normative"
+    model = ("model=padim", "metadata_conditioning=film_normative", "backbone=resnet18", "backbone.pretrained=false")
+    cfg = compose_config([*_data(shared_data), *model], out, cache_dir)
+    run(cfg)
+    (out / ".hydra").mkdir()
+    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
+    expected = read_predictions(out)
+    val = pd.read_csv(out / "val_scores.csv")
+    assert not np.allclose(val.score, val.raw_score)  # the scores are normative z-scores, not the raw ones
+    assert (out / "normative_reference.npz").is_file()
+    expected[["image_path", "age", "sex", "view", "label"]].to_csv(tmp_path / "films.csv", index=False)
+    predictions, _, _ = predict(out, tmp_path / "films.csv", tmp_path / "out", heatmaps=False)
+    merged = expected.merge(predictions, on="image_path", suffixes=("_run", ""))
+    assert len(merged) == len(expected)
+    np.testing.assert_allclose(merged.score, merged.score_run, rtol=1e-4, atol=1e-4)
+    assert (merged.pred_label == merged.pred_label_run).all()
+    samples = pd.read_csv(out / "samples.csv")
+    index = samples.index[(samples["split"] == "test") & (samples["view"] == "AP")][0]
+    figure = heatmap_main([str(out), str(index), "--out", str(tmp_path / "h.png"), "--size", "128"])
+    assert figure.is_file()

@@ -8,9 +8,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from omegaconf import OmegaConf
 
-from cxrad.metadata_conditioning import calibrate_scores
+from cxrad.metadata_conditioning import REFERENCE_FILE, GridMapCollector, calibrate_scores, save_reference
+from cxrad.metadata_conditioning.normative import normative_scores, pool_maps
 from cxrad.trained_run import load_run_config, load_threshold, to_threshold_units
 
 
@@ -43,9 +45,39 @@ def test_stratified_runs_calibrate_new_films_like_the_run(tmp_path: Path) -> Non
     assert to_threshold_units(tmp_path, cfg, raw, new).tolist() == pytest.approx(calibrated.loc[[3, 4]].tolist())
     plain = OmegaConf.create({"metadata_conditioning": {"name": "none"}})
     assert to_threshold_units(tmp_path, plain, raw, new) is raw
-    other = OmegaConf.create({"metadata_conditioning": {"name": "normative"}})
-    with pytest.raises(ValueError, match="metadata_conditioning=normative re-scores films"):
-        to_threshold_units(tmp_path, other, raw, new)
+    normative = OmegaConf.create({"metadata_conditioning": {"name": "normative"}})
+    with pytest.raises(ValueError, match="scores films from their anomaly maps; pass anomaly_maps"):
+        to_threshold_units(tmp_path, normative, raw, new)
+
+
+def test_normative_runs_score_new_films_like_their_test_films(tmp_path: Path) -> None:
+    """The saved reference refits the run's map regressions: a new film with a test film's map and metadata
+    scores what that test film scored in the run."""
+    rng = np.random.default_rng(0)
+    n, grid = 24, 4
+    metadata = np.zeros((n, 3), dtype=np.float32)
+    metadata[::2, 2] = 1.0  # even films AP
+    full_maps = rng.normal(0, 0.1, (n, 16, 16)).astype(np.float32) + 3.0 * metadata[:, 2, None, None]
+    collector = GridMapCollector(grid)
+    for i in range(n):
+        collector.maps[i] = pool_maps(torch.from_numpy(full_maps[i])[None], grid)[0]
+        collector.metadata[i] = metadata[i]
+    normal_val, test_index = list(range(20)), [20, 21, 22, 23]
+    val_maps = {i: collector.maps[i] for i in normal_val}
+    test_maps = {i: collector.maps[i] for i in test_index}
+    _, run_scores = normative_scores(val_maps, test_maps, collector.metadata, normal_val)
+    save_reference(tmp_path / REFERENCE_FILE, collector, normal_val)
+    cfg = OmegaConf.create({"metadata_conditioning": {"name": "film_normative", "prior_count": 5.0, "scale": True}})
+    frame = pd.DataFrame({"age": 50.0, "sex": "M", "view": ["AP", "PA", "AP", "PA"]}, index=[7, 8, 9, 10])
+    raw = pd.Series(0.0, index=frame.index)
+    scores = to_threshold_units(
+        tmp_path, cfg, raw, frame, torch.from_numpy(full_maps[test_index]), torch.from_numpy(metadata[test_index])
+    )
+    assert scores.index.tolist() == [7, 8, 9, 10]
+    assert scores.to_numpy() == pytest.approx(run_scores.loc[test_index].to_numpy(), rel=1e-5)
+    (tmp_path / REFERENCE_FILE).unlink()
+    with pytest.raises(FileNotFoundError, match="predates normative_reference.npz; rerun it"):
+        to_threshold_units(tmp_path, cfg, raw, frame, torch.from_numpy(full_maps[test_index]), metadata[test_index])
 
 
 def test_missing_run_files_name_the_fix(tmp_path: Path) -> None:

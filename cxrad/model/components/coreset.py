@@ -32,18 +32,23 @@ def random_projection(features: torch.Tensor, dim: int, generator: torch.Generat
     return features if matrix is None else features @ matrix.to(features.device, features.dtype)
 
 
-def min_squared_distances(points: torch.Tensor, centres: torch.Tensor, block: int = 2048) -> torch.Tensor:
+def min_squared_distances(points: torch.Tensor, centres: torch.Tensor, block: int | None = None) -> torch.Tensor:
     """Squared distance of each row of ``points`` to its nearest row of ``centres`` (``inf`` without centres).
 
-    One matrix product per block of centres: compute-bound, unlike the greedy loop's matrix-vector products.
+    One fused matrix product per block of centres (``||c||^2 - 2 x.c`` in a single ``addmm``; ``||x||^2`` is
+    constant per row, so it is added once after the minimum): compute-bound, unlike the greedy loop's
+    matrix-vector products, and half the memory traffic of forming the full distance block. ``block`` centres
+    at a time (default: a block of 2^25 distances, 128 MiB in float32, whatever the coreset size).
     """
-    result = torch.full((len(points),), float("inf"), device=points.device)
-    squared_norms = (points * points).sum(1)
+    if len(centres) == 0:
+        return torch.full((len(points),), float("inf"), device=points.device)
+    block = block or max(1, 2**25 // max(1, len(points)))
+    result = torch.full((len(points),), float("inf"), device=points.device, dtype=points.dtype)
     for start in range(0, len(centres), block):
         part = centres[start : start + block]
-        distances = squared_norms[:, None] - 2.0 * points @ part.T + (part * part).sum(1)[None, :]
-        result = torch.minimum(result, distances.min(1).values.clamp_min(0.0))
-    return result
+        partial = torch.addmm((part * part).sum(1)[None, :], points, part.T, alpha=-2.0)
+        result = torch.minimum(result, partial.amin(1))
+    return (result + (points * points).sum(1)).clamp_min_(0.0)
 
 
 def greedy_from(points: torch.Tensor, min_distances: torch.Tensor, n_select: int, first: int) -> torch.Tensor:

@@ -33,17 +33,17 @@ def exact_knn(
     distances_out, indices_out = [], []
     for q0 in range(0, len(queries), query_block):
         block = queries[q0 : q0 + query_block]
-        block_norms = (block * block).sum(1, keepdim=True)
         best_d = torch.full((len(block), k), float("inf"), dtype=block.dtype, device=block.device)
         best_i = torch.zeros((len(block), k), dtype=torch.long, device=block.device)
         for b0 in range(0, len(bank), bank_block):
             part = bank[b0 : b0 + bank_block]
-            squared = block_norms - 2.0 * block @ part.T + bank_norms[b0 : b0 + bank_block]
-            part_d, part_i = squared.topk(min(k, len(part)), dim=1, largest=False)
+            # ||b||^2 - 2 q.b in one fused addmm; ||q||^2 is the same for a whole row, so it is added after top-k.
+            partial = torch.addmm(bank_norms[None, b0 : b0 + bank_block], block, part.T, alpha=-2.0)
+            part_d, part_i = partial.topk(min(k, len(part)), dim=1, largest=False)
             merged_d, order = torch.cat([best_d, part_d], 1).topk(k, dim=1, largest=False)
             best_i = torch.cat([best_i, part_i + b0], 1).gather(1, order)
             best_d = merged_d
-        distances_out.append(best_d.clamp_min_(0).sqrt_())
+        distances_out.append(best_d.add_((block * block).sum(1, keepdim=True)).clamp_min_(0).sqrt_())
         indices_out.append(best_i)
     return torch.cat(distances_out), torch.cat(indices_out)
 
