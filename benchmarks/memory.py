@@ -63,10 +63,16 @@ def _cxrad_padim_snapshot(module) -> None:  # noqa: ANN001
 
 
 def _stock_patchcore_snapshot(module) -> None:  # noqa: ANN001
-    """What stock's fit does first: stack the stored embeddings, project them, start the greedy."""
+    """What stock's fit does: stack the stored embeddings (its fit then clears the store), project, start the greedy.
+
+    The store is replaced by the one stacked tensor (same rows, so the fit streams on from it): as in stock's fit,
+    the per-batch tensors are freed before the greedy, and the stacked bank is what the rest of the fit holds.
+    """
     from anomalib.models.components.sampling import KCenterGreedy
 
-    bank = torch.vstack(module.model.embedding_store)
+    store = module.model.embedding_store
+    bank = torch.vstack(store)
+    store[:] = [bank]
     sampler = KCenterGreedy(embedding=bank, sampling_ratio=module.coreset_sampling_ratio)
     sampler.coreset_size = STOCK_PICKS
     sampler.select_coreset_idxs()
@@ -74,8 +80,13 @@ def _stock_patchcore_snapshot(module) -> None:  # noqa: ANN001
 
 
 def _stock_padim_snapshot(module) -> None:  # noqa: ANN001
-    """Stock's fit without clearing the store: stack every embedding and fit the Gaussians."""
+    """Stock's fit: stack every embedding (its list is then dropped) and fit the Gaussians.
+
+    The list is replaced by the one stacked tensor (same rows, so the fit streams on from it), as stock's fit
+    replaces it before fitting the Gaussians.
+    """
     bank = torch.vstack(module.model.memory_bank)
+    module.model.memory_bank = [bank]
     module.model.gaussian.fit(bank)
     del bank
 

@@ -83,7 +83,8 @@ class NormativeMap:
         mean, std = self.film.conditional_moments(torch.from_numpy(metadata).float())
         if not self.film.scale:
             std = torch.ones_like(std)
-        return ((x - mean) / std).amax(1).numpy()
+        # float64 like the other scores: float32 values written to CSV read back rounded, off their own cut
+        return ((x - mean) / std).amax(1).double().numpy()
 
 
 def normative_scores(

@@ -29,8 +29,13 @@ NOTEBOOK = REPO / "notebooks" / "analyze_sweep.ipynb"
 JOBS = {
     # PatchCore's score is a re-weighted patch distance, calibrated here: the FPR-matched map threshold applies
     "0_patchcore_resnet18": ("model=patchcore", "metadata_conditioning=stratified", "logger=wandb"),
-    # PaDiM's score is its map's maximum: the image threshold (per view here) is the map threshold
-    "1_padim_resnet18": ("model=padim", "threshold=per_group", "threshold.min_group_size=3"),
+    # PaDiM's score (unconditioned) is its map's maximum: the image threshold (per view here) is the map threshold
+    "1_padim_resnet18": (
+        "model=padim",
+        "metadata_conditioning=none",
+        "threshold=per_group",
+        "threshold.min_group_size=3",
+    ),
 }
 COMMON = ("backbone=resnet18", "backbone.pretrained=false")
 

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cxrad.trained_run import load_threshold
 from tests.integration.conftest import read_predictions
 
 CONTRACT_KEYS = {
@@ -40,7 +41,8 @@ def _check_contract(metrics: dict, out_dir: Path) -> None:
     expected = ["image_path", "label", "score", "pred_label", "age", "sex", "view", "finding_labels"]
     assert expected == list(predictions.columns[: len(expected)])
     assert len(predictions) == metrics["n_test"]
-    assert ((predictions.score >= metrics["threshold"]) == predictions.pred_label.astype(bool)).all()
+    cuts = load_threshold(out_dir).cuts(predictions)  # one global cut, or per group (threshold=per_group)
+    assert ((predictions.score >= cuts) == predictions.pred_label.astype(bool)).all()
 
 
 @pytest.mark.parametrize(
