@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from anomalib.models import Padim
 from anomalib.models.image.padim.torch_model import PadimModel
 
@@ -22,7 +23,28 @@ class ConditionedPadimModel(PadimModel):
     metadata: torch.Tensor | None = None
 
     def generate_embedding(self, features: dict[str, torch.Tensor]) -> torch.Tensor:
-        return apply_film(self, super().generate_embedding(features), "PaDiM")
+        """anomalib's embedding (its ``n_features`` random channels of the layers, upsampled to the first layer's
+        grid), FiLM-conditioned.
+
+        anomalib upsamples every channel of the deeper layers, concatenates, then keeps ``n_features`` of them
+        (100 of 448 for resnet18): most of the upsampling is thrown away, and it was the largest cost after the
+        convolutions. Channels are picked first and only those upsampled here; nearest upsampling commutes with
+        picking channels, so the values and their order are anomalib's exactly.
+        """
+        first = features[self.layers[0]]
+        index = self.idx.to(first.device)
+        embedding = first.new_empty(first.shape[0], len(index), *first.shape[-2:])
+        offset = 0
+        for layer in self.layers:
+            layer_features = features[layer]
+            slots = ((index >= offset) & (index < offset + layer_features.shape[1])).nonzero().squeeze(1)
+            if len(slots):
+                picked = layer_features.index_select(1, index[slots] - offset)
+                if picked.shape[-2:] != first.shape[-2:]:
+                    picked = F.interpolate(picked, size=first.shape[-2:], mode="nearest")
+                embedding[:, slots] = picked
+            offset += layer_features.shape[1]
+        return apply_film(self, embedding, "PaDiM")
 
 
 class CxrPadim(MemoryBankMetadata, Padim):
