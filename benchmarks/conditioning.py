@@ -101,8 +101,8 @@ def run_one(setting: str, model: str, conditioning: str, out_root: Path, args: a
 
 
 def markdown(rows: list[dict]) -> str:
-    head = "| setting | model | conditioning | " + " | ".join(COLUMNS) + " | AP-PA FPR gap | epochs | device |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 6)]
+    head = "| setting | model | conditioning | " + " | ".join(COLUMNS) + " | AP-PA FPR gap | epochs | seed | device |"
+    lines = [head, "|" + "---|" * (len(COLUMNS) + 7)]
     for row in rows:
         gap = (
             None
@@ -113,7 +113,8 @@ def markdown(rows: list[dict]) -> str:
         lines.append(
             f"| {row['setting']} | {row['model']} | {row['conditioning']} | "
             + " | ".join(cells)
-            + f" | {'n/a' if gap is None else f'{gap:+.3f}'} | {row.get('epochs', 1)} | {row.get('device', 'cpu')} |"
+            + f" | {'n/a' if gap is None else f'{gap:+.3f}'} | {row.get('epochs', 1)} | {row.get('seed', 0)} |"
+            + f" {row.get('device', 'cpu')} |"
         )
     return "\n".join(lines)
 
@@ -142,7 +143,12 @@ def seed_summary(rows: list[dict]) -> str:
                 values = [r["fpr_ap_normals"] - r["fpr_pa_normals"] for r in found]
             else:
                 values = [r[metric] for r in found if r[metric] is not None]
-            cells.append(f"{sum(values) / len(values):+.3f} ({min(values):+.3f} to {max(values):+.3f})")
+            if not values:  # e.g. no AP normals and abnormals in one split: no view-stratified AUROC
+                cells.append("n/a")
+                continue
+            spec = "+.3f" if metric == "AP-PA FPR gap" else ".3f"
+            mean, low, high = sum(values) / len(values), min(values), max(values)
+            cells.append(f"{mean:{spec}} ({low:{spec}} to {high:{spec}})")
         head = f"| {setting} | {model} | {conditioning} | {','.join(map(str, seeds))} | "
         lines.append(head + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
@@ -177,7 +183,10 @@ def main() -> None:
                     print(markdown(rows[-1:]).splitlines()[-1], flush=True)
                     # Written after every run, so an interrupted benchmark keeps what it measured.
                     args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
-                    args.out.with_suffix(".md").write_text(f"Regenerate: `{command}`\n\n{markdown(rows)}\n")
+                    summary = seed_summary(rows)
+                    args.out.with_suffix(".md").write_text(
+                        f"Regenerate: `{command}`\n\n{markdown(rows)}\n" + (f"\n{summary}\n" if summary else "")
+                    )
     print(markdown(rows))
 
 
