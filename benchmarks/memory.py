@@ -4,12 +4,14 @@ One fresh process per (model, implementation) fits on the largest size's synthet
 resnet18 (random weights: memory does not depend on them) through the Engine, and stops at each smaller size
 on the way (a checkpoint): there it builds the model exactly as the end of a fit of that many films would
 (stock: stacks every stored embedding and runs its coreset / Gaussian fit; cxrad: finalizes a copy of the
-streaming coreset / statistics), records the process's peak RSS (``ru_maxrss``) and the time since the fit
-began, frees that result (handing the freed heap back to the OS with ``malloc_trim``) and streams on. The
-largest size is the Engine's own end of fit. Peak RSS never decreases, so each figure is the peak of a fit of
-that many films plus whatever the earlier checkpoints left behind (allocator slack at most): an upper bound.
-cxrad's PaDiM checkpoints also hold one copy of the accumulated outer products while finalizing (0.25 GB at
-224 px), so its checkpoint rows are conservative by that much; the last row has no copy.
+streaming coreset / statistics) and records the peak resident memory since the previous checkpoint, read from
+Linux's ``VmHWM`` and reset after each checkpoint (``/proc/self/clear_refs``, value 5), then frees that result and
+streams on. The largest size is the Engine's own end of fit. A checkpoint's figure is therefore the peak of
+streaming the films since the previous checkpoint plus building the model at this size; the streaming state only
+grows, so that is the peak a fit of this many films reaches, without the earlier checkpoints' results (which a
+never-decreasing ``ru_maxrss`` would carry into every later row). cxrad's PaDiM checkpoints hold one copy of the
+accumulated outer products while finalizing (0.25 GB at 224 px), so those rows are conservative by that much; its
+last row has no copy. Where ``/proc`` cannot be written, ``ru_maxrss`` is used and the figures only grow.
 
 Stock anomalib stacks every embedding before fitting; above ``--stock-max`` films it is not run (it would need
 more RAM than the machine has) and its peak is extrapolated linearly from the sizes it ran, marked as such.
@@ -99,6 +101,22 @@ SNAPSHOTS: dict[tuple[str, str], Callable] = {
 }
 
 
+def _peak_since_reset_gb() -> float:
+    """Peak resident memory since the last :func:`_reset_peak` (Linux ``VmHWM``), else since the start."""
+    try:
+        with open("/proc/self/status") as status:
+            line = next(line for line in status if line.startswith("VmHWM:"))
+        return int(line.split()[1]) / 2**20  # kB
+    except (OSError, StopIteration):
+        return peak_rss_gb()
+
+
+def _reset_peak() -> None:
+    """Set the peak (``VmHWM``) back to the current resident size (Linux: write 5 to ``/proc/self/clear_refs``)."""
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")
+
+
 def _release_freed_memory() -> None:
     """Hand freed heap memory back to the OS (glibc), so a checkpoint's freed result does not inflate later peaks."""
     with contextlib.suppress(OSError, AttributeError):  # not glibc: peaks may then include allocator slack
@@ -120,10 +138,11 @@ class Checkpoints(Callback):
         if self.seen in self.sizes:
             with torch.no_grad():
                 self.snapshot(pl_module)
-            _release_freed_memory()
             self.rows.append(
-                {"n_train": self.seen, "peak_rss_gb": peak_rss_gb(), "fit_s": time.perf_counter() - self.start}
+                {"n_train": self.seen, "peak_rss_gb": _peak_since_reset_gb(), "fit_s": time.perf_counter() - self.start}
             )
+            _release_freed_memory()
+            _reset_peak()
 
 
 def child(model_name: str, impl: str, sizes: list[int], ratio: float) -> list[dict]:
@@ -141,6 +160,7 @@ def child(model_name: str, impl: str, sizes: list[int], ratio: float) -> list[di
         **{**OmegaConf.to_container(compose_config("backbone=resnet18").backbone), "pretrained": False}
     )
     baseline = peak_rss_gb()
+    _reset_peak()
     if model_name == "patchcore" and impl == "cxrad":
         model = build_patchcore(backbone, IMAGE_SIZE, coreset_sampling_ratio=ratio)
     elif model_name == "patchcore":
@@ -169,7 +189,10 @@ def child(model_name: str, impl: str, sizes: list[int], ratio: float) -> list[di
         start = time.perf_counter()
         eng.fit(model=model, train_dataloaders=train)
         seconds = time.perf_counter() - start
-    rows = [*checkpoints.rows, {"n_train": sizes[-1], "peak_rss_gb": peak_rss_gb(), "fit_s": seconds}]
+    rows = [*checkpoints.rows, {"n_train": sizes[-1], "peak_rss_gb": _peak_since_reset_gb(), "fit_s": seconds}]
+    if len(rows) != len(sizes):  # a size that is not a multiple of the batch never hits a batch end
+        msg = f"checkpoints at {[r['n_train'] for r in rows]}, asked for {sizes}: use multiples of {BATCH_SIZE}"
+        raise ValueError(msg)
     common = {
         "model": model_name,
         "impl": impl,

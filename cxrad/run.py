@@ -17,7 +17,13 @@ from cxrad.data.checks import DECODE_SKIP_LOG, skip_counts, with_logged_skips
 from cxrad.data.dataset import make_loaders
 from cxrad.data.samples import load_samples
 from cxrad.logger import tracker
-from cxrad.metadata_conditioning import REFERENCE_FILE, calibrate_scores, normative_map_collector, save_reference
+from cxrad.metadata_conditioning import (
+    REFERENCE_FILE,
+    calibrate_scores,
+    normative_map_collector,
+    require_normal_validation,
+    save_reference,
+)
 from cxrad.metrics import compute_image_metrics, compute_localization_metrics, compute_nodule_metrics
 from cxrad.model.checkpoint import fit_or_resume, prepare_resume
 from cxrad.model.components.distributed import rank
@@ -40,6 +46,7 @@ def run(cfg: DictConfig) -> dict:
     with tracker(cfg, out_dir, sweep_name=_sweep_name()) as track:
         samples, data_report, skipped = load_samples(cfg.data, cfg.seed, cfg.preprocessing.image_size)
         write_csv(out_dir / "samples.csv", samples)
+        require_normal_validation(cfg.metadata_conditioning, samples)  # before any fitting
         write_csv(out_dir / "skipped.csv", skipped)  # now, in case the run stops; completed after scoring
         preprocess = PreprocessConfig(**cfg.preprocessing)
         loaders = make_loaders(samples, preprocess, cfg.data, cfg.seed, skip_log=out_dir / DECODE_SKIP_LOG)

@@ -7,6 +7,7 @@ from cxrad.metadata_conditioning.normative import (
     NormativeMap,
     normative_map_collector,
     reference_scores,
+    require_normal_validation,
     save_reference,
 )
 from cxrad.metadata_conditioning.stratified import GroupCalibration, calibrate_scores
@@ -22,5 +23,6 @@ __all__ = [
     "calibrate_scores",
     "normative_map_collector",
     "reference_scores",
+    "require_normal_validation",
     "save_reference",
 ]

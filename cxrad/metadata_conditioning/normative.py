@@ -16,6 +16,7 @@ The run saves those films' pooled maps and metadata (:data:`REFERENCE_FILE`), so
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -87,6 +88,22 @@ class NormativeMap:
         return ((x - mean) / std).amax(1).double().numpy()
 
 
+MIN_NORMAL_VAL = 4
+
+
+def require_normal_validation(conditioning: Mapping[str, object], samples: pd.DataFrame) -> None:
+    """Fail before any fitting when a map-standardising option cannot be fitted on the validation films."""
+    if not conditions_maps(conditioning):
+        return
+    n_normal = int(((samples["split"] == "val") & (samples["label"] == 0)).sum())
+    if n_normal < MIN_NORMAL_VAL:
+        msg = (
+            f"metadata_conditioning={conditioning.get('name')} needs >= {MIN_NORMAL_VAL} normal validation films, "
+            f"got {n_normal}; raise data.split.val_fraction or use metadata_conditioning=none/film/stratified"
+        )
+        raise ValueError(msg)
+
+
 def normative_scores(
     val_maps: dict[int, np.ndarray],
     test_maps: dict[int, np.ndarray],
@@ -97,9 +114,9 @@ def normative_scores(
     seed: int = 0,
 ) -> tuple[pd.Series, pd.Series]:
     """Normative scores of validation films (cross-fitted over two folds) and test films (fitted on all)."""
-    if len(normal_val) < 4:
+    if len(normal_val) < MIN_NORMAL_VAL:
         msg = (
-            f"normative conditioning needs >= 4 normal validation films, got {len(normal_val)}; "
+            f"normative conditioning needs >= {MIN_NORMAL_VAL} normal validation films, got {len(normal_val)}; "
             "raise data.split.val_fraction"
         )
         raise ValueError(msg)
@@ -145,8 +162,15 @@ def reference_scores(
     if not path.is_file():
         msg = f"{path} does not exist: the run predates {REFERENCE_FILE}; rerun it to score new films"
         raise FileNotFoundError(msg)
-    with np.load(path) as reference:
-        model = NormativeMap(float(conditioning.get("prior_count", 5.0)), scale=bool(conditioning.get("scale", True)))
-        model.fit(reference["maps"], reference["metadata"])
-        grid = int(reference["grid"])
+    prior, scale = float(conditioning.get("prior_count", 5.0)), bool(conditioning.get("scale", True))
+    model, grid = _reference_model(str(path.resolve()), path.stat().st_mtime_ns, prior, scale)
     return model.score(pool_maps(anomaly_maps, grid), np.asarray(metadata, dtype=np.float32))
+
+
+@functools.lru_cache(maxsize=8)
+def _reference_model(path: str, mtime_ns: int, prior_count: float, scale: bool) -> tuple[NormativeMap, int]:
+    """The regressions fitted on a run's reference, once per file version (predict calls this for every batch)."""
+    del mtime_ns  # part of the cache key only: a rewritten reference is refitted
+    with np.load(path) as reference:
+        model = NormativeMap(prior_count, scale=scale).fit(reference["maps"], reference["metadata"])
+        return model, int(reference["grid"])

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import glob
+from pathlib import Path
+
+import pytest
+
 VIEW_ONLY = (
     "data.source.n_normal=160",
     "data.source.n_abnormal=16",
@@ -31,3 +36,10 @@ def test_normative_conditioning_removes_most_of_the_view_effect(run_tiny) -> Non
 def test_stratified_calibration_equalises_view_score_levels(run_tiny) -> None:
     stratified, _ = run_tiny(*VIEW_ONLY, "metadata_conditioning=stratified", name="stratified")
     assert _gap(stratified) < 0.25
+
+
+def test_map_options_stop_before_fitting_without_enough_normal_validation_films(run_tiny, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="needs >= 4 normal validation films, got 2; raise data.split.val_fraction"):
+        run_tiny("data.split.val_fraction=0.05", "metadata_conditioning=film_normative", name="few_val")
+    assert (tmp_path / "few_val" / "samples.csv").is_file()  # the split was made and written...
+    assert not glob.glob(str(tmp_path / "few_val" / "*" / "v*"))  # ...and nothing was fitted
