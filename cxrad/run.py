@@ -20,6 +20,7 @@ from cxrad.logger import tracker
 from cxrad.metadata_conditioning import (
     REFERENCE_FILE,
     calibrate_scores,
+    normal_films,
     normative_map_collector,
     require_normal_validation,
     save_reference,
@@ -62,7 +63,7 @@ def run(cfg: DictConfig) -> dict:
         test = predict_scores(engine, model, loaders["test"], collector, k_maps=cfg.heatmap_top_k)
         val_score, test_score = calibrate_scores(cfg.metadata_conditioning, val.score, test.score, samples, grid_maps)
         if grid_maps is not None:  # what cxrad.predict needs to score new films as the test films were
-            save_reference(out_dir / REFERENCE_FILE, grid_maps, [i for i in val.score.index if not samples.label[i]])
+            save_reference(out_dir / REFERENCE_FILE, grid_maps, normal_films(val.score.index, samples))
         threshold = threshold_from_config(cfg.threshold, val_score, test_score, samples, seed=cfg.seed)
         predictions = predictions_table(samples, test_score, threshold)
         val_table = val_scores_table(samples, val.score, val_score, val.map_max, threshold)

@@ -9,7 +9,6 @@ from cxrad.metadata_conditioning.options import OPTIONS, conditions_features
 from cxrad.model.components.knn import SEARCH_METHODS
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
 
-CONDITIONING = OPTIONS
 FILM_MODELS = ("patchcore", "padim", "draem", "fastflow")
 
 
@@ -32,8 +31,8 @@ def validate(cfg: DictConfig) -> None:
         _fail(f"model.detector.search={cfg.model.detector.search} is unknown; choose from {list(SEARCH_METHODS)}")
     if cfg.get("devices", 1) > 1 and model not in ("patchcore", "padim"):
         _fail(f"devices={cfg.devices} (a multi-device fit) is wired for model=patchcore and model=padim; use devices=1")
-    if cfg.metadata_conditioning.name not in CONDITIONING:
-        _fail(f"metadata_conditioning={cfg.metadata_conditioning.name} is unknown; choose from {CONDITIONING}")
+    if cfg.metadata_conditioning.name not in OPTIONS:
+        _fail(f"metadata_conditioning={cfg.metadata_conditioning.name} is unknown; choose from {OPTIONS}")
     if conditions_features(cfg.metadata_conditioning) and model not in FILM_MODELS:
         _fail(f"metadata_conditioning=film is not available for model={model} yet; use one of {FILM_MODELS}")
     if cfg.threshold.method not in THRESHOLD_METHODS:

@@ -136,6 +136,11 @@ def normative_scores(
     return pd.Series(val_scores, name="score").sort_index(), test
 
 
+def normal_films(index: pd.Index, samples: pd.DataFrame) -> list[int]:
+    """The films of ``index`` (sample indices) that are normal: the ones the normative regressions are fitted on."""
+    return [int(i) for i in index if samples.at[i, "label"] == 0]
+
+
 def save_reference(path: Path, grid_maps: GridMapCollector, normal_val: list[int]) -> None:
     """Write the normal validation films' pooled maps and encoded metadata the test scores were fitted on."""
     order = sorted(normal_val)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cxrad.metadata_conditioning.normative import GridMapCollector, normative_scores
+from cxrad.metadata_conditioning.normative import GridMapCollector, normal_films, normative_scores
 from cxrad.metadata_conditioning.options import conditions_maps
 from cxrad.threshold.fit import group_keys
 
@@ -94,7 +94,7 @@ def calibrate_scores(
         if grid_maps is None or not grid_maps.maps:
             msg = "metadata_conditioning=normative needs the films' anomaly maps (scored through cxrad.run)"
             raise ValueError(msg)
-        normal_val = [int(i) for i in val.index if samples.at[i, "label"] == 0]
+        normal_val = normal_films(val.index, samples)
         val_maps = {i: grid_maps.maps[i] for i in val.index}
         test_maps = {i: grid_maps.maps[i] for i in test.index}
         prior = float(conditioning.get("prior_count", 5.0))

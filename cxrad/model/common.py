@@ -35,11 +35,6 @@ def build_normative_film(conditioning: dict | None) -> NormativeFiLM | None:
     )
 
 
-def wants_film(conditioning: dict | None) -> bool:
-    """Whether the composed ``metadata_conditioning`` asks for FiLM."""
-    return conditions_features(conditioning)
-
-
 def build_mlp_film(conditioning: dict, channels: int) -> MLPFiLM:
     """The end-to-end trained FiLM of FastFlow and DRAEM (identity at initialisation)."""
     return MLPFiLM(metadata_dim=MetadataEncoder().dim, channels=channels, hidden=int(conditioning.get("hidden", 64)))

@@ -17,7 +17,8 @@ from anomalib.models.image.draem.torch_model import DraemModel
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from cxrad.metadata_conditioning import FiLM
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_mlp_film, pre_processor, wants_film
+from cxrad.metadata_conditioning.options import conditions_features
+from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_mlp_film, pre_processor
 from cxrad.model.conditioning import MetadataSteps, metadata_of
 
 
@@ -105,6 +106,6 @@ def build_draem(
     }
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        if wants_film(conditioning):
+        if conditions_features(conditioning):
             return CxrDraem(film=conditioning, **kwargs)
         return Draem(**kwargs)

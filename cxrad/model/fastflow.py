@@ -25,7 +25,8 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from cxrad.backbone import BackboneConfig, load_pretrained
 from cxrad.data.metadata import MetadataEncoder
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor, wants_film
+from cxrad.metadata_conditioning.options import conditions_features
+from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor
 from cxrad.model.components.conditional_flow import ConditionalFastflowModel
 from cxrad.model.conditioning import MetadataSteps, metadata_of
 
@@ -114,7 +115,7 @@ def build_fastflow(
             flow_steps=flow_steps,
             conv3x3_only=conv3x3_only,
             hidden_ratio=hidden_ratio,
-            metadata_dim=MetadataEncoder().dim if wants_film(conditioning) else 0,
+            metadata_dim=MetadataEncoder().dim if conditions_features(conditioning) else 0,
             pre_processor=pre_processor(image_size, backbone),
             **NO_ANOMALIB_POSTPROCESSING,
         )

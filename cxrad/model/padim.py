@@ -10,7 +10,8 @@ from anomalib.models import Padim
 from anomalib.models.image.padim.torch_model import PadimModel
 
 from cxrad.backbone import BackboneConfig, load_pretrained, validate_layers
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor, wants_film
+from cxrad.metadata_conditioning.options import conditions_features
+from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor
 from cxrad.model.components.aggregation import LocalAggregation
 from cxrad.model.components.distributed import all_reduce_sum, broadcast_from_rank0, is_distributed
 from cxrad.model.components.gaussian import StreamingGaussian
@@ -139,7 +140,7 @@ def build_padim(
             layers=layers,
             pre_trained=False,
             n_features=n_features,
-            film=conditioning if wants_film(conditioning) else None,
+            film=conditioning if conditions_features(conditioning) else None,
             pre_processor=pre_processor(image_size, backbone),
             **NO_ANOMALIB_POSTPROCESSING,
         )

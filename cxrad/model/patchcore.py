@@ -12,7 +12,8 @@ from anomalib.models.image.patchcore.torch_model import PatchcoreModel
 from torch import nn
 
 from cxrad.backbone import BackboneConfig, load_pretrained, validate_layers
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor, wants_film
+from cxrad.metadata_conditioning.options import conditions_features
+from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor
 from cxrad.model.components.aggregation import LocalAggregation
 from cxrad.model.components.coreset import GlobalCoreset, StreamingCoreset, make_coreset
 from cxrad.model.components.distributed import gather_rows, world_size
@@ -160,7 +161,7 @@ def build_patchcore(
         num_neighbors=num_neighbors,
         coreset_seed=seed,
         coreset_chunk_size=coreset_chunk_size,
-        film=conditioning if wants_film(conditioning) else None,
+        film=conditioning if conditions_features(conditioning) else None,
         pre_processor=pre_processor(image_size, backbone),
         **NO_ANOMALIB_POSTPROCESSING,
     )
