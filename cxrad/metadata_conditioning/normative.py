@@ -1,9 +1,11 @@
 """Normative conditioning of the anomaly map: FiLM on the detector's output instead of its input features.
 
 Each film's anomaly map is pooled to a coarse ``grid x grid`` map and standardised against what normal films
-*with the same metadata* show at each position: ``z(p) = (a(p) - mu(m, p)) / sigma(m)``, where ``mu`` and
-``sigma`` are ridge regressions on the encoded metadata (the same estimator as :class:`NormativeFiLM`, on a
-one-channel map). The film's score is the maximum of ``z``. Unlike per-group score calibration this changes
+*with the same metadata* show at each position: ``z(p) = (a(p) - mu(m, p)) / (sigma(m) * r(p))``, where ``mu``
+and ``sigma`` are ridge regressions on the encoded metadata (the same estimator as :class:`NormativeFiLM`, on a
+one-channel map) and ``r(p)`` is how much more or less normal films vary at position ``p`` than on average
+(``position_spread``; without it, the positions where normal films vary most, such as the borders, decide
+every film's maximum). The film's score is the maximum of ``z``. Unlike per-group score calibration this changes
 the ranking inside a group: positions where normal AP films are always anomalous (noisy borders, the larger
 heart) stop dominating AP films' scores, so the maximum moves to what is unusual *for this patient's
 metadata*.
@@ -17,6 +19,7 @@ The run saves those films' pooled maps and metadata (:data:`REFERENCE_FILE`), so
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -30,6 +33,7 @@ from cxrad.metadata_conditioning.film import NormativeFiLM
 from cxrad.metadata_conditioning.options import conditions_maps
 
 REFERENCE_FILE = "normative_reference.npz"
+log = logging.getLogger(__name__)
 
 
 def pool_maps(anomaly_maps: torch.Tensor, grid: int) -> np.ndarray:
@@ -67,35 +71,89 @@ def normative_map_collector(conditioning: Mapping[str, object]) -> GridMapCollec
 
 
 class NormativeMap:
-    """Per-position normal mean and per-film normal spread of anomaly maps given metadata."""
+    """Per-position normal mean and spread of anomaly maps given metadata.
 
-    def __init__(self, prior_count: float = 5.0, min_std_ratio: float = 0.2, scale: bool = True) -> None:
+    Args:
+        prior_count: ridge strength in pseudo-films (see :class:`NormativeFiLM`).
+        min_std_ratio: floor of the conditional spread and of ``r(p)``.
+        scale: divide by the spread (False: subtract the conditional mean only).
+        position_spread: multiply the per-film spread ``sigma(m)`` by the per-position ratio ``r(p)``, the RMS
+            of the reference films' standardised residuals at ``p`` (one number per position from all films, not
+            per metadata group: per-group, per-position spreads from tens of films are too noisy to divide by).
+    """
+
+    def __init__(
+        self, prior_count: float = 1.0, min_std_ratio: float = 0.2, scale: bool = True, position_spread: bool = True
+    ) -> None:
         self.film = NormativeFiLM(
             1, prior_count=prior_count, min_std_ratio=min_std_ratio, scale=scale, per_position=True
         )
+        self.min_std_ratio = min_std_ratio
+        self.position_spread = position_spread
+        self.ratio = torch.ones(())
 
-    def fit(self, maps: np.ndarray, metadata: np.ndarray) -> NormativeMap:
-        self.film.fit(torch.from_numpy(maps).float()[:, None], torch.from_numpy(metadata).float())
-        return self
-
-    def score(self, maps: np.ndarray, metadata: np.ndarray) -> np.ndarray:
-        """Maximum over positions of the standardised map, one score per film."""
+    def _standardise(self, maps: np.ndarray, metadata: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(maps).float().flatten(1)
         mean, std = self.film.conditional_moments(torch.from_numpy(metadata).float())
         if not self.film.scale:
             std = torch.ones_like(std)
+        return (x - mean) / std
+
+    def fit(self, maps: np.ndarray, metadata: np.ndarray) -> NormativeMap:
+        self.film.fit(torch.from_numpy(maps).float()[:, None], torch.from_numpy(metadata).float())
+        self.ratio = torch.ones(())
+        if self.position_spread:
+            rms = self._standardise(maps, metadata).square().mean(0).sqrt()
+            self.ratio = rms.clamp_min(self.min_std_ratio)
+        return self
+
+    def score(self, maps: np.ndarray, metadata: np.ndarray) -> np.ndarray:
+        """Maximum over positions of the standardised map, one score per film."""
         # float64 like the other scores: float32 values written to CSV read back rounded, off their own cut
-        return ((x - mean) / std).amax(1).double().numpy()
+        return (self._standardise(maps, metadata) / self.ratio).amax(1).double().numpy()
+
+
+def map_settings(conditioning: Mapping[str, object]) -> dict[str, float | bool]:
+    """The map regressions' settings from a ``metadata_conditioning`` config.
+
+    Runs saved before ``map_prior_count``/``position_spread`` existed used ``prior_count`` for the map and no
+    position spread: a config without the keys gets those, so ``cxrad.predict`` reproduces such runs.
+    """
+    return {
+        "prior_count": float(conditioning.get("map_prior_count", conditioning.get("prior_count", 5.0))),
+        "scale": bool(conditioning.get("scale", True)),
+        "position_spread": bool(conditioning.get("position_spread", False)),
+    }
 
 
 MIN_NORMAL_VAL = 4
+# Below this many normal validation films of a view, the map regressions' estimate for that view is noisy enough
+# to leave a view shortcut: on the synthetic confound, runs whose reference held 8 AP films kept leakage ~0.8
+# while runs with 10-11 reached ~0.5-0.6 (README, "Does conditioning remove the view shortcut?").
+FEW_REFERENCE_FILMS = 20
 
 
 def require_normal_validation(conditioning: Mapping[str, object], samples: pd.DataFrame) -> None:
-    """Fail before any fitting when a map-standardising option cannot be fitted on the validation films."""
+    """Fail before any fitting when a map-standardising option cannot be fitted on the validation films.
+
+    Also warns when a view has fewer than :data:`FEW_REFERENCE_FILMS` normal validation films: the run can go
+    on, but its normative estimate for that view rests on a handful of films.
+    """
     if not conditions_maps(conditioning):
         return
-    n_normal = int(((samples["split"] == "val") & (samples["label"] == 0)).sum())
+    normal_val = samples[(samples["split"] == "val") & (samples["label"] == 0)]
+    n_normal = len(normal_val)
+    per_view = normal_val["view"].value_counts()
+    few = {str(view): int(count) for view, count in per_view.items() if count < FEW_REFERENCE_FILMS}
+    if few and n_normal >= MIN_NORMAL_VAL:
+        log.warning(
+            "metadata_conditioning=%s: the normative reference has few normal validation films of view %s "
+            "(want >= %d per view); that view's correction rests on them. Raise data.split.val_fraction "
+            "if you can spare the training films",
+            conditioning.get("name"),
+            ", ".join(f"{view}: {count}" for view, count in few.items()),
+            FEW_REFERENCE_FILMS,
+        )
     if n_normal < MIN_NORMAL_VAL:
         msg = (
             f"metadata_conditioning={conditioning.get('name')} needs >= {MIN_NORMAL_VAL} normal validation films, "
@@ -109,8 +167,9 @@ def normative_scores(
     test_maps: dict[int, np.ndarray],
     metadata: dict[int, np.ndarray],
     normal_val: list[int],
-    prior_count: float = 5.0,
+    prior_count: float = 1.0,
     scale: bool = True,
+    position_spread: bool = True,
     seed: int = 0,
 ) -> tuple[pd.Series, pd.Series]:
     """Normative scores of validation films (cross-fitted over two folds) and test films (fitted on all)."""
@@ -128,9 +187,9 @@ def normative_scores(
     folds = [sorted(order[::2].tolist()), sorted(order[1::2].tolist())]
     val_scores: dict[int, float] = {}
     for fit_fold, score_fold in ((folds[0], folds[1]), (folds[1], folds[0])):
-        model = NormativeMap(prior_count, scale=scale).fit(*stack(fit_fold))
+        model = NormativeMap(prior_count, scale=scale, position_spread=position_spread).fit(*stack(fit_fold))
         val_scores.update(zip(score_fold, model.score(*stack(score_fold)).tolist(), strict=True))
-    model = NormativeMap(prior_count, scale=scale).fit(*stack(sorted(normal_val)))
+    model = NormativeMap(prior_count, scale=scale, position_spread=position_spread).fit(*stack(sorted(normal_val)))
     test_index = sorted(test_maps)
     test = pd.Series(model.score(*stack(test_index)), index=test_index, name="score")
     return pd.Series(val_scores, name="score").sort_index(), test
@@ -156,7 +215,7 @@ def reference_scores(
 
     Args:
         run_dir: The run directory holding the reference.
-        conditioning: The run's ``metadata_conditioning`` config (``prior_count``, ``scale``).
+        conditioning: The run's ``metadata_conditioning`` config (see :func:`map_settings`).
         anomaly_maps: The films' full anomaly maps ``(N, [1,] H, W)``.
         metadata: Their encoded metadata ``(N, M)`` (the batch's ``metadata``).
 
@@ -167,15 +226,18 @@ def reference_scores(
     if not path.is_file():
         msg = f"{path} does not exist: the run predates {REFERENCE_FILE}; rerun it to score new films"
         raise FileNotFoundError(msg)
-    prior, scale = float(conditioning.get("prior_count", 5.0)), bool(conditioning.get("scale", True))
-    model, grid = _reference_model(str(path.resolve()), path.stat().st_mtime_ns, prior, scale)
+    settings = map_settings(conditioning)
+    model, grid = _reference_model(str(path.resolve()), path.stat().st_mtime_ns, **settings)
     return model.score(pool_maps(anomaly_maps, grid), np.asarray(metadata, dtype=np.float32))
 
 
 @functools.lru_cache(maxsize=8)
-def _reference_model(path: str, mtime_ns: int, prior_count: float, scale: bool) -> tuple[NormativeMap, int]:
+def _reference_model(
+    path: str, mtime_ns: int, prior_count: float, scale: bool, position_spread: bool
+) -> tuple[NormativeMap, int]:
     """The regressions fitted on a run's reference, once per file version (predict calls this for every batch)."""
     del mtime_ns  # part of the cache key only: a rewritten reference is refitted
     with np.load(path) as reference:
-        model = NormativeMap(prior_count, scale=scale).fit(reference["maps"], reference["metadata"])
+        model = NormativeMap(prior_count, scale=scale, position_spread=position_spread)
+        model.fit(reference["maps"], reference["metadata"])
         return model, int(reference["grid"])

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cxrad.metadata_conditioning.normative import GridMapCollector, normal_films, normative_scores
+from cxrad.metadata_conditioning.normative import GridMapCollector, map_settings, normal_films, normative_scores
 from cxrad.metadata_conditioning.options import conditions_maps
 from cxrad.threshold.fit import group_keys
 
@@ -97,9 +97,7 @@ def calibrate_scores(
         normal_val = normal_films(val.index, samples)
         val_maps = {i: grid_maps.maps[i] for i in val.index}
         test_maps = {i: grid_maps.maps[i] for i in test.index}
-        prior = float(conditioning.get("prior_count", 5.0))
-        scale = bool(conditioning.get("scale", True))
-        return normative_scores(val_maps, test_maps, grid_maps.metadata, normal_val, prior_count=prior, scale=scale)
+        return normative_scores(val_maps, test_maps, grid_maps.metadata, normal_val, **map_settings(conditioning))
     if conditioning.get("name") != "stratified":
         return val, test
     calibration = GroupCalibration(min_group_size=int(conditioning.get("min_group_size", 10)))

@@ -12,8 +12,10 @@ import torch
 from omegaconf import OmegaConf
 
 from cxrad.metadata_conditioning import REFERENCE_FILE, GridMapCollector, calibrate_scores, save_reference
-from cxrad.metadata_conditioning.normative import normative_scores, pool_maps
+from cxrad.metadata_conditioning.normative import map_settings, normative_scores, pool_maps
 from cxrad.trained_run import load_run_config, load_threshold, to_threshold_units
+
+CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
 def test_threshold_round_trips_through_metrics_json(tmp_path: Path) -> None:
@@ -65,9 +67,10 @@ def test_normative_runs_score_new_films_like_their_test_films(tmp_path: Path) ->
     normal_val, test_index = list(range(20)), [20, 21, 22, 23]
     val_maps = {i: collector.maps[i] for i in normal_val}
     test_maps = {i: collector.maps[i] for i in test_index}
-    _, run_scores = normative_scores(val_maps, test_maps, collector.metadata, normal_val)
+    conditioning = OmegaConf.load(CONF / "metadata_conditioning" / "film_normative.yaml")  # the shipped settings
+    _, run_scores = normative_scores(val_maps, test_maps, collector.metadata, normal_val, **map_settings(conditioning))
     save_reference(tmp_path / REFERENCE_FILE, collector, normal_val)
-    cfg = OmegaConf.create({"metadata_conditioning": {"name": "film_normative", "prior_count": 5.0, "scale": True}})
+    cfg = OmegaConf.create({"metadata_conditioning": conditioning})
     frame = pd.DataFrame({"age": 50.0, "sex": "M", "view": ["AP", "PA", "AP", "PA"]}, index=[7, 8, 9, 10])
     raw = pd.Series(0.0, index=frame.index)
     scores = to_threshold_units(

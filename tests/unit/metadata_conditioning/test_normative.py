@@ -1,7 +1,20 @@
+import logging
+from pathlib import Path
+
 import numpy as np
+import pandas as pd
+import pytest
+import torch
+from omegaconf import OmegaConf
 
 from cxrad.data.metadata import MetadataEncoder
-from cxrad.metadata_conditioning.normative import NormativeMap, normative_scores
+from cxrad.metadata_conditioning.normative import (
+    FEW_REFERENCE_FILMS,
+    NormativeMap,
+    map_settings,
+    normative_scores,
+    require_normal_validation,
+)
 from cxrad.metrics import auroc
 
 ENCODER = MetadataEncoder()
@@ -49,3 +62,68 @@ def test_validation_scores_are_cross_fitted() -> None:
         val.mean()
         > in_sample.score(np.stack([maps[i] for i in range(10)]), np.stack([meta[i] for i in range(10)])).mean()
     )
+
+
+def test_position_spread_keeps_a_noisy_border_from_deciding_every_score() -> None:
+    """Normal films vary ten times more along one border than elsewhere: without the per-position spread the
+    border's noise is the maximum of every film and hides a lesion that is unusual for its own position."""
+    rng = np.random.default_rng(2)
+    n = 200
+    metadata = np.stack([ENCODER.encode(50.0, "M", "PA").numpy()] * n)
+
+    def maps() -> np.ndarray:
+        out = rng.normal(1.0, 0.05, (n, 8, 8))
+        out[:, :, 0] = rng.normal(1.0, 0.5, (n, 8))
+        return out
+
+    reference, test = maps(), maps()
+    lesion = np.arange(n) % 2 == 1
+    test[lesion, 4, 4] += 0.4  # 8 normal SDs at its position, below the border's typical maximum
+    with_spread = NormativeMap(position_spread=True).fit(reference, metadata).score(test, metadata)
+    without = NormativeMap(position_spread=False).fit(reference, metadata).score(test, metadata)
+    assert auroc(lesion.astype(int), with_spread) > 0.95
+    assert auroc(lesion.astype(int), without) < 0.75
+
+
+def test_map_settings_of_runs_saved_before_the_map_keys_reproduce_them() -> None:
+    old = {"name": "film_normative", "prior_count": 5.0, "scale": True}
+    assert map_settings(old) == {"prior_count": 5.0, "scale": True, "position_spread": False}
+    new = {**old, "map_prior_count": 1.0, "position_spread": True}
+    assert map_settings(new) == {"prior_count": 1.0, "scale": True, "position_spread": True}
+
+
+def test_a_view_with_few_normal_validation_films_is_named_before_fitting(caplog: pytest.LogCaptureFixture) -> None:
+    def samples(n_ap: int) -> pd.DataFrame:
+        views = ["PA"] * 30 + ["AP"] * n_ap
+        return pd.DataFrame({"split": "val", "label": 0, "view": views})
+
+    conditioning = {"name": "film_normative"}
+    with caplog.at_level(logging.WARNING):
+        require_normal_validation(conditioning, samples(5))
+    assert "view AP: 5" in caplog.text and "data.split.val_fraction" in caplog.text and "PA" not in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING):
+        require_normal_validation(conditioning, samples(FEW_REFERENCE_FILMS))
+        require_normal_validation({"name": "none"}, samples(5))  # options without a map reference: silent
+    assert caplog.text == ""
+
+
+def test_the_shipped_map_prior_recovers_most_of_a_small_groups_offset() -> None:
+    """10 AP films among 45 normal validation films: the map regressions must not shrink the AP look away."""
+    conf = Path(__file__).resolve().parents[3] / "conf" / "metadata_conditioning"
+    rng = np.random.default_rng(0)
+    ap = np.arange(45) < 10
+    metadata = np.stack(
+        [ENCODER.encode(float(rng.uniform(20, 80)), "MF"[i % 2], "AP" if a else "PA").numpy() for i, a in enumerate(ap)]
+    )
+    maps = np.zeros((45, 2, 2)) + ap[:, None, None]  # normal AP films' maps sit 1.0 above PA films'
+
+    def recovered(prior_count: float) -> float:
+        model = NormativeMap(prior_count).fit(maps, metadata)
+        mean, _ = model.film.conditional_moments(torch.from_numpy(metadata).float())
+        return float(mean[ap].mean() - mean[~ap].mean())
+
+    for name in ("normative", "film_normative"):
+        shipped = float(OmegaConf.load(conf / f"{name}.yaml").map_prior_count)
+        assert recovered(shipped) > 0.9
+    assert recovered(5.0) < 0.8  # the old shared prior_count
