@@ -120,20 +120,22 @@ def markdown(rows: list[dict]) -> str:
 
 
 def seed_summary(rows: list[dict]) -> str:
-    """Mean (min to max) over the runs of each (setting, model, conditioning) measured more than once.
+    """Mean (min to max) over the runs of each (setting, model, conditioning, CPU or GPU) measured more than once.
 
     Seeds change the synthetic films and the training run; FastFlow and DRAEM vary a lot from seed to seed, so a
-    single row says little about them.
+    single row says little about them. CPU and GPU runs are not pooled (GPU training is not bit-identical).
     """
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
-        groups.setdefault((row["setting"], row["model"], row["conditioning"], row.get("epochs", 1)), []).append(row)
+        kind = "GPU" if "NVIDIA" in str(row.get("device", "")) else "CPU"
+        key = (row["setting"], row["model"], row["conditioning"], kind, row.get("epochs", 1))
+        groups.setdefault(key, []).append(row)
     metrics = ("image_auroc", "view_stratified_auroc", "normal_view_leakage_auroc", "AP-PA FPR gap")
     lines = [
-        "| setting | model | conditioning | runs (seeds) | " + " | ".join(metrics) + " |",
-        "|" + "---|" * (len(metrics) + 4),
+        "| setting | model | conditioning | run on | runs (seeds) | " + " | ".join(metrics) + " |",
+        "|" + "---|" * (len(metrics) + 5),
     ]
-    for (setting, model, conditioning, _), found in groups.items():
+    for (setting, model, conditioning, kind, _), found in groups.items():
         seeds = sorted(r.get("seed", 0) for r in found)  # a seed twice: a rerun (GPU training is not deterministic)
         if len(found) < 2:
             continue
@@ -149,7 +151,7 @@ def seed_summary(rows: list[dict]) -> str:
             spec = "+.3f" if metric == "AP-PA FPR gap" else ".3f"
             mean, low, high = sum(values) / len(values), min(values), max(values)
             cells.append(f"{mean:{spec}} ({low:{spec}} to {high:{spec}})")
-        head = f"| {setting} | {model} | {conditioning} | {','.join(map(str, seeds))} | "
+        head = f"| {setting} | {model} | {conditioning} | {kind} | {','.join(map(str, seeds))} | "
         lines.append(head + " | ".join(cells) + " |")
     return "\n".join(lines) if len(lines) > 2 else ""
 

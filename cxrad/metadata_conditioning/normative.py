@@ -127,9 +127,9 @@ def map_settings(conditioning: Mapping[str, object]) -> dict[str, float | bool]:
 
 
 MIN_NORMAL_VAL = 4
-# Below this many normal validation films of a view, the map regressions' estimate for that view is noisy enough
-# to leave a view shortcut: on the synthetic confound, runs whose reference held 8 AP films kept leakage ~0.8
-# while runs with 10-11 reached ~0.5-0.6 (README, "Does conditioning remove the view shortcut?").
+# Below this many normal validation films of a view, the map regressions' estimate for that view rests on a
+# handful of films: per position, the mean of 10 films is off by a third of a normal SD, and the maximum over
+# positions picks the worst of those errors.
 FEW_REFERENCE_FILMS = 20
 
 
