@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback
 
+from cxrad.data.metadata import VIEWS
 from cxrad.metadata_conditioning.film import NormativeFiLM
 from cxrad.metadata_conditioning.options import conditions_maps
 
@@ -102,7 +103,7 @@ class NormativeMap:
     def fit(self, maps: np.ndarray, metadata: np.ndarray) -> NormativeMap:
         self.film.fit(torch.from_numpy(maps).float()[:, None], torch.from_numpy(metadata).float())
         self.ratio = torch.ones(())
-        if self.position_spread:
+        if self.position_spread and self.film.scale:  # scale=False: shift only, no spread of any kind
             rms = self._standardise(maps, metadata).square().mean(0).sqrt()
             self.ratio = rms.clamp_min(self.min_std_ratio)
         return self
@@ -143,7 +144,7 @@ def require_normal_validation(conditioning: Mapping[str, object], samples: pd.Da
         return
     normal_val = samples[(samples["split"] == "val") & (samples["label"] == 0)]
     n_normal = len(normal_val)
-    per_view = normal_val["view"].value_counts()
+    per_view = normal_val.loc[normal_val["view"].isin(VIEWS), "view"].value_counts()  # unknown: no group of its own
     few = {str(view): int(count) for view, count in per_view.items() if count < FEW_REFERENCE_FILMS}
     if few and n_normal >= MIN_NORMAL_VAL:
         log.warning(

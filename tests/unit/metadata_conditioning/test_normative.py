@@ -94,7 +94,7 @@ def test_map_settings_of_runs_saved_before_the_map_keys_reproduce_them() -> None
 
 def test_a_view_with_few_normal_validation_films_is_named_before_fitting(caplog: pytest.LogCaptureFixture) -> None:
     def samples(n_ap: int) -> pd.DataFrame:
-        views = ["PA"] * 30 + ["AP"] * n_ap
+        views = ["PA"] * 30 + ["AP"] * n_ap + ["unknown"] * 3  # unknown views are not a group of their own
         return pd.DataFrame({"split": "val", "label": 0, "view": views})
 
     conditioning = {"name": "film_normative"}
@@ -127,3 +127,14 @@ def test_the_shipped_map_prior_recovers_most_of_a_small_groups_offset() -> None:
         shipped = float(OmegaConf.load(conf / f"{name}.yaml").map_prior_count)
         assert recovered(shipped) > 0.9
     assert recovered(5.0) < 0.8  # the old shared prior_count
+
+
+def test_shift_only_maps_ignore_the_position_spread() -> None:
+    """``scale: false`` subtracts the conditional mean and divides by nothing, per position or otherwise."""
+    rng = np.random.default_rng(3)
+    maps = rng.normal(1.0, 0.1, (30, 4, 4))
+    maps[:, 0, :] *= 5.0
+    metadata = np.stack([ENCODER.encode(50.0, "F", "PA").numpy()] * 30)
+    model = NormativeMap(scale=False, position_spread=True).fit(maps, metadata)
+    expected = (maps.reshape(30, -1) - maps.reshape(30, -1).mean(0)).max(1)
+    assert model.score(maps, metadata) == pytest.approx(expected, abs=1e-5)
