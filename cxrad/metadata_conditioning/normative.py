@@ -89,7 +89,6 @@ class NormativeMap:
         self.film = NormativeFiLM(
             1, prior_count=prior_count, min_std_ratio=min_std_ratio, scale=scale, per_position=True
         )
-        self.min_std_ratio = min_std_ratio
         self.position_spread = position_spread
         self.ratio = torch.ones(())
 
@@ -105,7 +104,7 @@ class NormativeMap:
         self.ratio = torch.ones(())
         if self.position_spread and self.film.scale:  # scale=False: shift only, no spread of any kind
             rms = self._standardise(maps, metadata).square().mean(0).sqrt()
-            self.ratio = rms.clamp_min(self.min_std_ratio)
+            self.ratio = rms.clamp_min(self.film.min_std_ratio)
         return self
 
     def score(self, maps: np.ndarray, metadata: np.ndarray) -> np.ndarray:
@@ -184,13 +183,15 @@ def normative_scores(
     def stack(indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
         return np.stack([val_maps.get(i, test_maps.get(i)) for i in indices]), np.stack([metadata[i] for i in indices])
 
+    def fitted(indices: list[int]) -> NormativeMap:
+        return NormativeMap(prior_count, scale=scale, position_spread=position_spread).fit(*stack(indices))
+
     order = np.random.default_rng(seed).permutation(normal_val)
     folds = [sorted(order[::2].tolist()), sorted(order[1::2].tolist())]
     val_scores: dict[int, float] = {}
     for fit_fold, score_fold in ((folds[0], folds[1]), (folds[1], folds[0])):
-        model = NormativeMap(prior_count, scale=scale, position_spread=position_spread).fit(*stack(fit_fold))
-        val_scores.update(zip(score_fold, model.score(*stack(score_fold)).tolist(), strict=True))
-    model = NormativeMap(prior_count, scale=scale, position_spread=position_spread).fit(*stack(sorted(normal_val)))
+        val_scores.update(zip(score_fold, fitted(fit_fold).score(*stack(score_fold)).tolist(), strict=True))
+    model = fitted(sorted(normal_val))
     test_index = sorted(test_maps)
     test = pd.Series(model.score(*stack(test_index)), index=test_index, name="score")
     return pd.Series(val_scores, name="score").sort_index(), test
