@@ -175,6 +175,7 @@ def render(
         f"left: the film as the model saw it (crop, CLAHE). right: anomaly map (peak {anomaly_map.max():.4g}); "
         "lesion ground truth outlined green",
     ]
+    log.info("%s | %s", lines[1], lines[3])
     return np.vstack([top, color_key(top.shape[1], scale), caption_band(lines, top.shape[1])])
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -105,12 +107,22 @@ def test_wandb_offline_run_holds_metrics_curves_and_tables(sweep: Path) -> None:
 
 
 @pytest.mark.parametrize("job", list(JOBS))
-def test_heatmap_command_renders_a_test_film(sweep: Path, tmp_path: Path, job: str) -> None:
+def test_heatmap_command_renders_a_test_film(
+    sweep: Path, tmp_path: Path, job: str, caplog: pytest.LogCaptureFixture
+) -> None:
     samples = pd.read_csv(sweep / job / "samples.csv")
     index = samples.index[(samples["split"] == "test") & (samples["label"] == 1)][0]
-    out = heatmap_main([str(sweep / job), str(index), "--out", str(tmp_path / "h.png"), "--size", "256"])
+    with caplog.at_level(logging.INFO, logger="cxrad.heatmap"):
+        out = heatmap_main([str(sweep / job), str(index), "--out", str(tmp_path / "h.png"), "--size", "256"])
     figure = cv2.imread(str(out))
     assert figure.shape[1] == 2 * 256 + 8 and figure.shape[0] > 256  # two panels + key and caption
+    # The figure's score and verdict are the run's own for that film (same preprocessing, calibration, cut).
+    predictions = pd.read_csv(sweep / job / "predictions.csv").set_index("image_path")
+    film = samples.at[index, "image_path"]
+    caption = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("anomaly score"))
+    score = float(re.match(r"anomaly score (\S+)", caption).group(1))
+    assert score == pytest.approx(predictions.at[film, "score"], rel=1e-3, abs=1e-6)
+    assert ("FLAGGED" in caption) is bool(predictions.at[film, "pred_label"] == 1)
 
 
 def test_heatmap_of_an_image_outside_the_run(sweep: Path, tmp_path: Path) -> None:
