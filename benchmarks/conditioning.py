@@ -68,12 +68,13 @@ MEMORY_BANK_CONDITIONS = (
     "normative",
     "normative +metadata_conditioning.scale=false",
     "film_normative",
+    "film_stratified",
 )
 CONDITIONS = {
     "patchcore": MEMORY_BANK_CONDITIONS,
     "padim": MEMORY_BANK_CONDITIONS,
-    "fastflow": ("none", "stratified", "film", "normative", "film_normative"),
-    "draem": ("none", "stratified", "film", "normative", "film_normative"),
+    "fastflow": ("none", "stratified", "film", "normative", "film_normative", "film_stratified"),
+    "draem": ("none", "stratified", "film", "normative", "film_normative", "film_stratified"),
 }
 TRAINED_MODELS = ("fastflow", "draem")  # gradient-trained: --epochs applies
 

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from cxrad.metadata_conditioning import calibrate_scores, reference_scores
-from cxrad.metadata_conditioning.options import conditions_maps
+from cxrad.metadata_conditioning.options import calibrates_scores, conditions_maps
 from cxrad.model.checkpoint import find_checkpoint, load_weights, read_checkpoint
 from cxrad.model.factory import build_detector
 from cxrad.preprocessing import PreprocessConfig
@@ -121,7 +121,8 @@ def to_threshold_units(
 ) -> pd.Series:
     """Raw scores of new films in the units the run's threshold was fitted in.
 
-    Identity when the conditioning is inside the model (``none``, ``film``); for ``stratified`` the score
+    Identity when the conditioning is inside the model (``none``, ``film``); for ``stratified`` and
+    ``film_stratified`` the score
     calibration is refitted, exactly as in the run, from the normal validation scores in ``val_scores.csv``; for
     ``normative`` and ``film_normative`` the map regressions are refitted from the run's
     ``normative_reference.npz`` and applied to the films' anomaly maps.
@@ -145,7 +146,7 @@ def to_threshold_units(
             metadata = metadata.detach().cpu().numpy()
         scores = reference_scores(Path(run_dir), cfg.metadata_conditioning, anomaly_maps, metadata)
         return pd.Series(scores, index=raw.index, name="score")
-    if name != "stratified":
+    if not calibrates_scores(cfg.metadata_conditioning):
         msg = f"metadata_conditioning={name} is unknown to cxrad.trained_run; score films with a run of cxrad's options"
         raise ValueError(msg)
     path = Path(run_dir) / "val_scores.csv"

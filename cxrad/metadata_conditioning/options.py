@@ -2,15 +2,17 @@
 
 ``film_normative`` does both: FiLM on the backbone features (changes the ranking inside a metadata group) and the
 normative standardisation of the anomaly map (removes what metadata still explains in the output).
+``film_stratified`` puts the same FiLM on the features and calibrates the image scores per metadata group.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
-OPTIONS = ("none", "stratified", "film", "normative", "film_normative")
-FEATURE_OPTIONS = ("film", "film_normative")
+OPTIONS = ("none", "stratified", "film", "normative", "film_normative", "film_stratified")
+FEATURE_OPTIONS = ("film", "film_normative", "film_stratified")
 MAP_OPTIONS = ("normative", "film_normative")
+CALIBRATION_OPTIONS = ("stratified", "film_stratified")
 
 
 def conditions_features(conditioning: Mapping[str, object] | None) -> bool:
@@ -21,3 +23,8 @@ def conditions_features(conditioning: Mapping[str, object] | None) -> bool:
 def conditions_maps(conditioning: Mapping[str, object] | None) -> bool:
     """Whether the option standardises anomaly maps against normal films with the same metadata."""
     return bool(conditioning) and conditioning.get("name") in MAP_OPTIONS
+
+
+def calibrates_scores(conditioning: Mapping[str, object] | None) -> bool:
+    """Whether the option calibrates image scores per metadata group against the normal validation films."""
+    return bool(conditioning) and conditioning.get("name") in CALIBRATION_OPTIONS

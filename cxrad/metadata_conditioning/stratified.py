@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from cxrad.metadata_conditioning.normative import GridMapCollector, map_settings, normal_films, normative_scores
-from cxrad.metadata_conditioning.options import conditions_maps
+from cxrad.metadata_conditioning.options import calibrates_scores, conditions_maps
 from cxrad.threshold.fit import group_keys
 
 LEVELS: tuple[tuple[str, ...], ...] = (("view", "sex", "age_band"), ("view", "sex"), ("view",))
@@ -87,8 +87,9 @@ def calibrate_scores(
 ) -> tuple[pd.Series, pd.Series]:
     """Re-score films for the score-level options (fitted on normal validation films); others pass through.
 
-    ``stratified`` calibrates whole-image scores per group; ``normative`` standardises each film's coarse
-    anomaly map (``grid_maps``) against normal films with the same metadata.
+    ``stratified`` and ``film_stratified`` calibrate whole-image scores per group; ``normative`` and
+    ``film_normative`` standardise each film's coarse anomaly map (``grid_maps``) against normal films with the
+    same metadata.
     """
     if conditions_maps(conditioning):
         if grid_maps is None or not grid_maps.maps:
@@ -98,7 +99,7 @@ def calibrate_scores(
         val_maps = {i: grid_maps.maps[i] for i in val.index}
         test_maps = {i: grid_maps.maps[i] for i in test.index}
         return normative_scores(val_maps, test_maps, grid_maps.metadata, normal_val, **map_settings(conditioning))
-    if conditioning.get("name") != "stratified":
+    if not calibrates_scores(conditioning):
         return val, test
     calibration = GroupCalibration(min_group_size=int(conditioning.get("min_group_size", 10)))
     normal = samples.loc[val.index, "label"] == 0

@@ -33,8 +33,9 @@ def test_normative_conditioning_removes_most_of_the_view_effect(run_tiny) -> Non
     assert _gap(normative) < 0.5 * _gap(none)
 
 
-def test_stratified_calibration_equalises_view_score_levels(run_tiny) -> None:
-    stratified, _ = run_tiny(*VIEW_ONLY, "metadata_conditioning=stratified", name="stratified")
+@pytest.mark.parametrize("option", ["stratified", "film_stratified"])
+def test_stratified_calibration_equalises_view_score_levels(run_tiny, option: str) -> None:
+    stratified, _ = run_tiny(*VIEW_ONLY, f"metadata_conditioning={option}", name=option)
     assert _gap(stratified) < 0.25
 
 

@@ -32,11 +32,12 @@ def test_threshold_round_trips_through_metrics_json(tmp_path: Path) -> None:
     assert cuts.tolist() == [2.0, 1.0, 1.5]
 
 
-def test_stratified_runs_calibrate_new_films_like_the_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("option", ["stratified", "film_stratified"])
+def test_stratified_runs_calibrate_new_films_like_the_run(tmp_path: Path, option: str) -> None:
     rng = np.random.default_rng(0)
     val = pd.DataFrame({"view": ["AP", "PA"] * 10, "sex": "M", "age": 50.0, "raw_score": rng.normal(0, 1, 20)})
     val["raw_score"] += np.where(val["view"] == "AP", 3.0, 0.0)
-    conditioning = {"name": "stratified", "min_group_size": 5}
+    conditioning = {"name": option, "min_group_size": 5}
     samples = val.assign(label=0)
     calibrated, _ = calibrate_scores(conditioning, val["raw_score"], val["raw_score"].iloc[:0], samples)
     val.assign(score=calibrated).to_csv(tmp_path / "val_scores.csv", index=False)
