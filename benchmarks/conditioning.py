@@ -21,6 +21,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
+from cxrad.metadata_conditioning.options import OPTIONS
 from cxrad.run import run
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,8 +74,8 @@ MEMORY_BANK_CONDITIONS = (
 CONDITIONS = {
     "patchcore": MEMORY_BANK_CONDITIONS,
     "padim": MEMORY_BANK_CONDITIONS,
-    "fastflow": ("none", "stratified", "film", "normative", "film_normative", "film_stratified"),
-    "draem": ("none", "stratified", "film", "normative", "film_normative", "film_stratified"),
+    "fastflow": OPTIONS,
+    "draem": OPTIONS,
 }
 TRAINED_MODELS = ("fastflow", "draem")  # gradient-trained: --epochs applies
 

@@ -24,14 +24,12 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
 from cxrad.metadata_conditioning import calibrate_scores, reference_scores
-from cxrad.metadata_conditioning.options import calibrates_scores, conditions_maps
+from cxrad.metadata_conditioning.options import MODEL_OPTIONS, calibrates_scores, conditions_maps
 from cxrad.model.checkpoint import find_checkpoint, load_weights, read_checkpoint
 from cxrad.model.factory import build_detector
 from cxrad.preprocessing import PreprocessConfig
 from cxrad.threshold import Threshold
 
-# Conditioning options that live inside the model: its raw scores are already in the threshold's units.
-MODEL_CONDITIONING = ("none", "film")
 # Plain enums anomalib stores in checkpoint hyperparameters; safe to allow under ``weights_only=True``.
 SAFE_GLOBALS = [PrecisionType]
 
@@ -136,7 +134,7 @@ def to_threshold_units(
         metadata: Their encoded metadata as the model received it (the batch's ``metadata``; normative only).
     """
     name = cfg.metadata_conditioning.name
-    if name in MODEL_CONDITIONING:
+    if name in MODEL_OPTIONS:
         return raw
     if conditions_maps(cfg.metadata_conditioning):
         if anomaly_maps is None or metadata is None:

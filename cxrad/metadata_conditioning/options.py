@@ -13,6 +13,8 @@ OPTIONS = ("none", "stratified", "film", "normative", "film_normative", "film_st
 FEATURE_OPTIONS = ("film", "film_normative", "film_stratified")
 MAP_OPTIONS = ("normative", "film_normative")
 CALIBRATION_OPTIONS = ("stratified", "film_stratified")
+# Conditioning wholly inside the model: its raw score is already the score the threshold was fitted on.
+MODEL_OPTIONS = tuple(option for option in OPTIONS if option not in MAP_OPTIONS + CALIBRATION_OPTIONS)
 
 
 def conditions_features(conditioning: Mapping[str, object] | None) -> bool:

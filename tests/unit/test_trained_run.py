@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from cxrad.metadata_conditioning import REFERENCE_FILE, GridMapCollector, calibrate_scores, save_reference
@@ -68,7 +69,9 @@ def test_normative_runs_score_new_films_like_their_test_films(tmp_path: Path) ->
     normal_val, test_index = list(range(20)), [20, 21, 22, 23]
     val_maps = {i: collector.maps[i] for i in normal_val}
     test_maps = {i: collector.maps[i] for i in test_index}
-    conditioning = OmegaConf.load(CONF / "metadata_conditioning" / "film_normative.yaml")  # the shipped settings
+    with initialize_config_dir(config_dir=str(CONF), version_base=None):  # the shipped settings, as Hydra composes them
+        conditioning = compose("config", overrides=["metadata_conditioning=film_normative"]).metadata_conditioning
+    assert map_settings(conditioning) == {"prior_count": 1.0, "scale": True, "position_spread": True}
     _, run_scores = normative_scores(val_maps, test_maps, collector.metadata, normal_val, **map_settings(conditioning))
     save_reference(tmp_path / REFERENCE_FILE, collector, normal_val)
     cfg = OmegaConf.create({"metadata_conditioning": conditioning})

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from omegaconf import OmegaConf
+from hydra import compose, initialize_config_dir
 
 from cxrad.data.metadata import MetadataEncoder
 from cxrad.metadata_conditioning.normative import (
@@ -124,7 +124,9 @@ def test_the_shipped_map_prior_recovers_most_of_a_small_groups_offset() -> None:
         return float(mean[ap].mean() - mean[~ap].mean())
 
     for name in ("normative", "film_normative"):
-        shipped = float(OmegaConf.load(conf / f"{name}.yaml").map_prior_count)
+        with initialize_config_dir(config_dir=str(conf.parent), version_base=None):  # as Hydra composes it
+            composed = compose("config", overrides=[f"metadata_conditioning={name}"]).metadata_conditioning
+        shipped = float(composed.map_prior_count)
         assert recovered(shipped) > 0.9
     assert recovered(5.0) < 0.8  # the old shared prior_count
 
