@@ -5,7 +5,8 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from cxrad.backbone import validate_layers
-from cxrad.metadata_conditioning.options import OPTIONS, conditions_features
+from cxrad.metadata_conditioning.normative import map_pool
+from cxrad.metadata_conditioning.options import OPTIONS, conditions_features, conditions_maps
 from cxrad.model.components.knn import SEARCH_METHODS
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
 
@@ -33,6 +34,8 @@ def validate(cfg: DictConfig) -> None:
         _fail(f"devices={cfg.devices} (a multi-device fit) is wired for model=patchcore and model=padim; use devices=1")
     if cfg.metadata_conditioning.name not in OPTIONS:
         _fail(f"metadata_conditioning={cfg.metadata_conditioning.name} is unknown; choose from {OPTIONS}")
+    if conditions_maps(cfg.metadata_conditioning):
+        map_pool(cfg.metadata_conditioning)  # raises naming the choices
     if conditions_features(cfg.metadata_conditioning) and model not in FILM_MODELS:
         _fail(f"metadata_conditioning=film is not available for model={model} yet; use one of {FILM_MODELS}")
     if cfg.threshold.method not in THRESHOLD_METHODS:

@@ -1,14 +1,15 @@
 """Normative conditioning of the anomaly map: FiLM on the detector's output instead of its input features.
 
-Each film's anomaly map is pooled to a coarse ``grid x grid`` map and standardised against what normal films
-*with the same metadata* show at each position: ``z(p) = (a(p) - mu(m, p)) / (sigma(m) * r(p))``, where ``mu``
-and ``sigma`` are ridge regressions on the encoded metadata (the same estimator as :class:`NormativeFiLM`, on a
-one-channel map) and ``r(p)`` is how much more or less normal films vary at position ``p`` than on average
-(``position_spread``; without it, the positions where normal films vary most, such as the borders, decide
-every film's maximum). The film's score is the maximum of ``z``. Unlike per-group score calibration this changes
-the ranking inside a group: positions where normal AP films are always anomalous (noisy borders, the larger
-heart) stop dominating AP films' scores, so the maximum moves to what is unusual *for this patient's
-metadata*.
+Each film's anomaly map is pooled to a coarse ``grid x grid`` map (max-pooled by default: a lesion smaller than
+a cell keeps its peak instead of being averaged away with the normal tissue around it) and standardised against
+what normal films *with the same metadata* show at each position: ``z(p) = (a(p) - mu(m, p)) / (sigma(m) * r(p))``,
+where ``mu`` and ``sigma`` are ridge regressions on the encoded metadata (the same estimator as
+:class:`NormativeFiLM`, on a one-channel map) and ``r(p)`` is how much more or less normal films vary at position
+``p`` than on average (``position_spread``; without it, the positions where normal films vary most, such as the
+borders, decide every film's maximum). The film's score is the maximum of ``z``. Unlike per-group score
+calibration this changes the ranking inside a group: positions where normal AP films are always anomalous (noisy
+borders, the larger heart) stop dominating AP films' scores, so the maximum moves to what is unusual *for this
+patient's metadata*.
 
 The regressions are fitted on the normal validation films. Their standardised scores, used for the
 threshold, come from two-fold cross-fitting so that the threshold is not set on in-sample (too small) values.
@@ -34,20 +35,33 @@ from cxrad.metadata_conditioning.film import NormativeFiLM
 from cxrad.metadata_conditioning.options import conditions_maps
 
 REFERENCE_FILE = "normative_reference.npz"
+# How a cell of the coarse map summarises the anomaly map under it. "max" keeps a small lesion's peak (what the
+# detectors' own image score, the map's maximum, sees); "mean" averages it with the cell's normal tissue, and
+# is what runs saved before the key existed used.
+POOLS = {"max": F.adaptive_max_pool2d, "mean": F.adaptive_avg_pool2d}
 log = logging.getLogger(__name__)
 
 
-def pool_maps(anomaly_maps: torch.Tensor, grid: int) -> np.ndarray:
-    """``(N, grid, grid)`` average-pooled anomaly maps from maps shaped ``(N, [1,] H, W)``."""
+def check_pool(pool: str) -> str:
+    """``pool`` if it is a known pooling, else ``ValueError`` naming the choices."""
+    if pool not in POOLS:
+        msg = f"metadata_conditioning.pool={pool} is unknown; choose from {list(POOLS)}"
+        raise ValueError(msg)
+    return pool
+
+
+def pool_maps(anomaly_maps: torch.Tensor, grid: int, pool: str = "max") -> np.ndarray:
+    """``(N, grid, grid)`` max- or average-pooled anomaly maps from maps shaped ``(N, [1,] H, W)``."""
     maps = anomaly_maps.detach().float().reshape(-1, 1, *anomaly_maps.shape[-2:])
-    return F.adaptive_avg_pool2d(maps, grid).squeeze(1).cpu().numpy()
+    return POOLS[check_pool(pool)](maps, grid).squeeze(1).cpu().numpy()
 
 
 class GridMapCollector(Callback):
-    """Keeps every predicted film's anomaly map average-pooled to ``grid x grid`` (bounded memory)."""
+    """Keeps every predicted film's anomaly map pooled to ``grid x grid`` (bounded memory)."""
 
-    def __init__(self, grid: int = 16) -> None:
+    def __init__(self, grid: int = 16, pool: str = "max") -> None:
         self.grid = grid
+        self.pool = check_pool(pool)
         self.maps: dict[int, np.ndarray] = {}
         self.metadata: dict[int, np.ndarray] = {}
 
@@ -57,7 +71,7 @@ class GridMapCollector(Callback):
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
         if outputs.anomaly_map is None:
             return
-        pooled = pool_maps(outputs.anomaly_map, self.grid)
+        pooled = pool_maps(outputs.anomaly_map, self.grid, self.pool)
         for index, grid_map, meta in zip(
             outputs.sample_index.tolist(), pooled, outputs.metadata.cpu().numpy(), strict=True
         ):
@@ -68,7 +82,12 @@ def normative_map_collector(conditioning: Mapping[str, object]) -> GridMapCollec
     """The grid-map callback when ``metadata_conditioning=normative``; other options need no maps kept."""
     if not conditions_maps(conditioning):
         return None
-    return GridMapCollector(int(conditioning.get("grid", 16)))
+    return GridMapCollector(int(conditioning.get("grid", 16)), map_pool(conditioning))
+
+
+def map_pool(conditioning: Mapping[str, object]) -> str:
+    """The config's ``pool``; a config saved before the key existed pooled by the mean."""
+    return check_pool(str(conditioning.get("pool", "mean")))
 
 
 class NormativeMap:
@@ -207,7 +226,9 @@ def save_reference(path: Path, grid_maps: GridMapCollector, normal_val: list[int
     order = sorted(normal_val)
     maps = np.stack([grid_maps.maps[i] for i in order])
     metadata = np.stack([grid_maps.metadata[i] for i in order])
-    np.savez_compressed(path, maps=maps, metadata=metadata, grid=np.array(grid_maps.grid))
+    np.savez_compressed(
+        path, maps=maps, metadata=metadata, grid=np.array(grid_maps.grid), pool=np.array(grid_maps.pool)
+    )
 
 
 def reference_scores(
@@ -229,17 +250,18 @@ def reference_scores(
         msg = f"{path} does not exist: the run predates {REFERENCE_FILE}; rerun it to score new films"
         raise FileNotFoundError(msg)
     settings = map_settings(conditioning)
-    model, grid = _reference_model(str(path.resolve()), path.stat().st_mtime_ns, **settings)
-    return model.score(pool_maps(anomaly_maps, grid), np.asarray(metadata, dtype=np.float32))
+    model, grid, pool = _reference_model(str(path.resolve()), path.stat().st_mtime_ns, **settings)
+    return model.score(pool_maps(anomaly_maps, grid, pool), np.asarray(metadata, dtype=np.float32))
 
 
 @functools.lru_cache(maxsize=8)
 def _reference_model(
     path: str, mtime_ns: int, prior_count: float, scale: bool, position_spread: bool
-) -> tuple[NormativeMap, int]:
+) -> tuple[NormativeMap, int, str]:
     """The regressions fitted on a run's reference, once per file version (predict calls this for every batch)."""
     del mtime_ns  # part of the cache key only: a rewritten reference is refitted
     with np.load(path) as reference:
         model = NormativeMap(prior_count, scale=scale, position_spread=position_spread)
         model.fit(reference["maps"], reference["metadata"])
-        return model, int(reference["grid"])
+        pool = str(reference["pool"]) if "pool" in reference else "mean"  # saved before the key existed
+        return model, int(reference["grid"]), pool

@@ -184,6 +184,10 @@ def test_wandb_offline_run_is_written_inside_the_run_dir(run_tiny) -> None:
         (("model.detector.patch_size=4",), "patch_size=4 must be odd"),
         (("backbone.layers.patchcore=[layer9]",), r"no feature layer\(s\) \['layer9'\]"),
         (("model.detector.coreset_sampling_ratio=0",), "coreset_sampling_ratio=0"),
+        (
+            ("metadata_conditioning=film_normative", "metadata_conditioning.pool=median"),
+            r"metadata_conditioning.pool=median is unknown; choose from \['max', 'mean'\]",
+        ),
     ],
 )
 def test_invalid_combinations_fail_early_with_the_fix(run_tiny, overrides: tuple[str, ...], message: str) -> None:

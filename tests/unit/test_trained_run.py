@@ -13,7 +13,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 from cxrad.metadata_conditioning import REFERENCE_FILE, GridMapCollector, calibrate_scores, save_reference
-from cxrad.metadata_conditioning.normative import map_settings, normative_scores, pool_maps
+from cxrad.metadata_conditioning.normative import NormativeMap, map_pool, map_settings, normative_scores, pool_maps
 from cxrad.trained_run import load_run_config, load_threshold, to_threshold_units
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -72,6 +72,7 @@ def test_normative_runs_score_new_films_like_their_test_films(tmp_path: Path) ->
     with initialize_config_dir(config_dir=str(CONF), version_base=None):  # the shipped settings, as Hydra composes them
         conditioning = compose("config", overrides=["metadata_conditioning=film_normative"]).metadata_conditioning
     assert map_settings(conditioning) == {"prior_count": 1.0, "scale": True, "position_spread": True}
+    assert map_pool(conditioning) == "max" == collector.pool
     _, run_scores = normative_scores(val_maps, test_maps, collector.metadata, normal_val, **map_settings(conditioning))
     save_reference(tmp_path / REFERENCE_FILE, collector, normal_val)
     cfg = OmegaConf.create({"metadata_conditioning": conditioning})
@@ -82,6 +83,21 @@ def test_normative_runs_score_new_films_like_their_test_films(tmp_path: Path) ->
     )
     assert scores.index.tolist() == [7, 8, 9, 10]
     assert scores.to_numpy() == pytest.approx(run_scores.loc[test_index].to_numpy(), rel=1e-5)
+    # a reference saved before `pool` existed holds mean-pooled maps: new films are mean-pooled to match
+    with np.load(tmp_path / REFERENCE_FILE) as saved:
+        assert str(saved["pool"]) == "max"
+        old = {key: saved[key] for key in ("maps", "metadata", "grid")}
+    np.savez_compressed(tmp_path / REFERENCE_FILE, **old)
+    mean_pooled = pool_maps(torch.from_numpy(full_maps[test_index]), grid, "mean")
+    expected = (
+        NormativeMap(**map_settings(conditioning))
+        .fit(old["maps"], old["metadata"])
+        .score(mean_pooled, metadata[test_index])
+    )
+    scores = to_threshold_units(
+        tmp_path, cfg, raw, frame, torch.from_numpy(full_maps[test_index]), torch.from_numpy(metadata[test_index])
+    )
+    assert scores.to_numpy() == pytest.approx(expected, rel=1e-5)
     (tmp_path / REFERENCE_FILE).unlink()
     with pytest.raises(FileNotFoundError, match="predates normative_reference.npz; rerun it"):
         to_threshold_units(tmp_path, cfg, raw, frame, torch.from_numpy(full_maps[test_index]), metadata[test_index])

@@ -11,8 +11,10 @@ from cxrad.data.metadata import MetadataEncoder
 from cxrad.metadata_conditioning.normative import (
     FEW_REFERENCE_FILMS,
     NormativeMap,
+    map_pool,
     map_settings,
     normative_scores,
+    pool_maps,
     require_normal_validation,
 )
 from cxrad.metrics import auroc
@@ -85,11 +87,40 @@ def test_position_spread_keeps_a_noisy_border_from_deciding_every_score() -> Non
     assert auroc(lesion.astype(int), without) < 0.75
 
 
+def test_max_pooling_keeps_a_lesion_smaller_than_a_cell() -> None:
+    """A 4-pixel lesion in a 64-pixel cell of a smooth anomaly map: the cell's maximum shows it, its mean does not
+    (it is 1/16 of the cell, and a smooth map's normal variation does not average out inside a cell)."""
+    rng = np.random.default_rng(4)
+    n, size, grid = 200, 64, 8
+
+    def smooth_maps() -> torch.Tensor:  # anomaly maps vary smoothly, like the detectors' upsampled, blurred maps
+        coarse = torch.from_numpy(rng.normal(1.0, 0.1, (n, 1, grid, grid))).float()
+        return torch.nn.functional.interpolate(coarse, size=size, mode="bilinear", align_corners=False)
+
+    metadata = np.stack([ENCODER.encode(50.0, "M", "PA").numpy()] * n)
+    reference, test = smooth_maps(), smooth_maps()
+    lesion = np.arange(n) % 2 == 1
+    for i in np.flatnonzero(lesion):
+        y, x = rng.integers(8, size - 10, 2)
+        test[i, 0, y : y + 2, x : x + 2] += 0.6
+    scores = {
+        pool: NormativeMap()
+        .fit(pool_maps(reference, grid, pool), metadata)
+        .score(pool_maps(test, grid, pool), metadata)
+        for pool in ("max", "mean")
+    }
+    assert auroc(lesion.astype(int), scores["max"]) > 0.95
+    assert auroc(lesion.astype(int), scores["mean"]) < 0.8
+    with pytest.raises(ValueError, match=r"pool=median is unknown; choose from \['max', 'mean'\]"):
+        pool_maps(test, grid, "median")
+
+
 def test_map_settings_of_runs_saved_before_the_map_keys_reproduce_them() -> None:
     old = {"name": "film_normative", "prior_count": 5.0, "scale": True}
     assert map_settings(old) == {"prior_count": 5.0, "scale": True, "position_spread": False}
     new = {**old, "map_prior_count": 1.0, "position_spread": True}
     assert map_settings(new) == {"prior_count": 1.0, "scale": True, "position_spread": True}
+    assert map_pool(old) == "mean" and map_pool({**new, "pool": "max"}) == "max"
 
 
 def test_a_view_with_few_normal_validation_films_is_named_before_fitting(caplog: pytest.LogCaptureFixture) -> None:
