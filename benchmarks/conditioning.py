@@ -34,6 +34,8 @@ COLUMNS = (
     "fpr_pa_normals",
     "view_only_auroc",
 )
+# The users' first selection criterion, from metrics.json (None when the test split has no such nodules).
+NODULE_COLUMNS = ("nodule_auroc", "small_nodule_auroc")
 SETTINGS = {
     # AP share 20% among normals vs 60% among abnormals, and the phantom's full AP effect.
     "synthetic_confound": [
@@ -109,19 +111,22 @@ def run_one(setting: str, model: str, conditioning: str, out_root: Path, args: a
         "seed": cfg.seed,
         "device": DEVICE,
         **{k: metrics[k] for k in COLUMNS},
+        **{k: (metrics.get(k) or {}).get("auroc") for k in NODULE_COLUMNS},
     }
 
 
 def markdown(rows: list[dict]) -> str:
-    head = "| setting | model | conditioning | " + " | ".join(COLUMNS) + " | AP-PA FPR gap | epochs | seed | device |"
-    lines = [head, "|" + "---|" * (len(COLUMNS) + 7)]
+    columns = (*COLUMNS, *NODULE_COLUMNS)
+    head = "| setting | model | conditioning | " + " | ".join(columns) + " | AP-PA FPR gap | epochs | seed | device |"
+    lines = [head, "|" + "---|" * (len(columns) + 7)]
     for row in rows:
         gap = (
             None
             if None in (row["fpr_ap_normals"], row["fpr_pa_normals"])
             else row["fpr_ap_normals"] - row["fpr_pa_normals"]
         )
-        cells = [f"{row[c]:.3f}" if isinstance(row[c], float) else str(row[c]) for c in COLUMNS]
+        # rows measured before the nodule columns existed: n/a
+        cells = [f"{row[c]:.3f}" if isinstance(row.get(c), float) else str(row.get(c, "n/a")) for c in columns]
         lines.append(
             f"| {row['setting']} | {row['model']} | {row['conditioning']} | "
             + " | ".join(cells)
@@ -142,7 +147,7 @@ def seed_summary(rows: list[dict]) -> str:
         kind = "GPU" if "NVIDIA" in str(row.get("device", "")) else "CPU"
         key = (row["setting"], row["model"], row["conditioning"], kind, row.get("epochs", 1))
         groups.setdefault(key, []).append(row)
-    metrics = ("image_auroc", "view_stratified_auroc", "normal_view_leakage_auroc", "AP-PA FPR gap")
+    metrics = ("image_auroc", "view_stratified_auroc", "normal_view_leakage_auroc", "AP-PA FPR gap", *NODULE_COLUMNS)
     lines = [
         "| setting | model | conditioning | run on | runs (seeds) | " + " | ".join(metrics) + " |",
         "|" + "---|" * (len(metrics) + 5),
@@ -156,7 +161,7 @@ def seed_summary(rows: list[dict]) -> str:
             if metric == "AP-PA FPR gap":
                 values = [r["fpr_ap_normals"] - r["fpr_pa_normals"] for r in found]
             else:
-                values = [r[metric] for r in found if r[metric] is not None]
+                values = [r[metric] for r in found if r.get(metric) is not None]
             if not values:  # e.g. no AP normals and abnormals in one split: no view-stratified AUROC
                 cells.append("n/a")
                 continue
