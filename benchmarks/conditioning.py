@@ -158,6 +158,9 @@ def seed_summary(rows: list[dict]) -> str:
             continue
         cells = []
         for metric in metrics:
+            if metric != "AP-PA FPR gap" and any(metric not in r for r in found):  # not measured in every run
+                cells.append("n/a")
+                continue
             if metric == "AP-PA FPR gap":
                 values = [r["fpr_ap_normals"] - r["fpr_pa_normals"] for r in found]
             else:
