@@ -153,7 +153,9 @@ def render(
     frame = pd.DataFrame([row])[["age", "sex", "view"]]
     raw_series = pd.Series([raw], index=frame.index)
     maps = torch.from_numpy(anomaly_map)[None]
-    score = float(to_threshold_units(run_dir, trained.cfg, raw_series, frame, maps, metadata).iloc[0])
+    score = recorded_validation_score(run_dir, row) if known else None
+    if score is None:
+        score = float(to_threshold_units(run_dir, trained.cfg, raw_series, frame, maps, metadata).iloc[0])
     film, mask = display_film(row, trained.preprocess, size)
     scale = None if relative else map_scale(run_dir, trained, row)
     overlay = overlay_heatmap(
@@ -177,6 +179,19 @@ def render(
     ]
     log.info("%s | %s", lines[1], lines[3])
     return np.vstack([top, color_key(top.shape[1], scale), caption_band(lines, top.shape[1])])
+
+
+def recorded_validation_score(run_dir: Path, row: pd.Series) -> float | None:
+    """The score the run recorded for one of its own validation films (None for any other film).
+
+    Re-scoring a validation film would fit the normative reference or the group calibration on the film itself
+    (an in-sample, too small score); the run's ``val_scores.csv`` holds its cross-fitted score.
+    """
+    path = run_dir / "val_scores.csv"
+    if str(row.get("split", "")) != "val" or not path.is_file():
+        return None
+    recorded = pd.read_csv(path, usecols=["sample_index", "score"]).set_index("sample_index")["score"]
+    return float(recorded.at[int(row.name)]) if int(row.name) in recorded.index else None
 
 
 def caption_lines(row: pd.Series, known: bool, score: float) -> list[str]:

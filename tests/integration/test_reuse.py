@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
+import re
 from pathlib import Path
 
 import numpy as np
@@ -112,7 +114,7 @@ def test_command_line_overrides_metadata_and_reports(run_dir: Path, tmp_path: Pa
 
 
 def test_film_normative_runs_score_new_films_like_their_test_films(
-    tmp_path: Path, cache_dir: Path, shared_data: Path
+    tmp_path: Path, cache_dir: Path, shared_data: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The anomaly maps of new films are standardised by the run's saved normal reference, as its test films were."""
     out = tmp_path / "padim_film_normative"
@@ -135,3 +137,9 @@ def test_film_normative_runs_score_new_films_like_their_test_films(
     index = samples.index[(samples["split"] == "test") & (samples["view"] == "AP")][0]
     figure = heatmap_main([str(out), str(index), "--out", str(tmp_path / "h.png"), "--size", "128"])
     assert figure.is_file()
+    # a validation film's figure shows the run's cross-fitted score, not a re-score against a reference holding it
+    val_film = int(val.sample_index.iloc[0])
+    with caplog.at_level(logging.INFO, logger="cxrad.heatmap"):
+        heatmap_main([str(out), str(val_film), "--out", str(tmp_path / "v.png"), "--size", "128"])
+    caption = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("anomaly score"))
+    assert float(re.match(r"anomaly score (\S+)", caption).group(1)) == pytest.approx(val.score.iloc[0], rel=1e-3)
