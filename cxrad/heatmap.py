@@ -190,8 +190,11 @@ def recorded_validation_score(run_dir: Path, row: pd.Series) -> float | None:
     path = run_dir / "val_scores.csv"
     if str(row.get("split", "")) != "val" or not path.is_file():
         return None
-    recorded = pd.read_csv(path, usecols=["sample_index", "score"]).set_index("sample_index")["score"]
-    return float(recorded.at[int(row.name)]) if int(row.name) in recorded.index else None
+    recorded = pd.read_csv(path)
+    if not {"sample_index", "score"} <= set(recorded.columns):  # a file from before the columns existed
+        return None
+    scores = recorded.set_index("sample_index")["score"]
+    return float(scores.at[int(row.name)]) if int(row.name) in scores.index else None
 
 
 def caption_lines(row: pd.Series, known: bool, score: float) -> list[str]:
