@@ -102,18 +102,20 @@ def decision_line(trained: TrainedRun, score: float, row: pd.Series) -> str:
     return f"threshold {cut:.4g} ({threshold.method}{oracle}{' ' + params if params else ''}): {verdict}"
 
 
-def map_scale(run_dir: Path, trained: TrainedRun, row: pd.Series) -> tuple[float, float] | None:
+def read_val_scores(run_dir: Path) -> pd.DataFrame | None:
+    """The run's ``val_scores.csv`` (None when the run has none)."""
+    path = run_dir / "val_scores.csv"
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def map_scale(val: pd.DataFrame | None, trained: TrainedRun, row: pd.Series) -> tuple[float, float] | None:
     """Fixed colour scale in map units: (typical normal peak, threshold), from the run's ``val_scores.csv``.
 
     The low end is the median map maximum of the normal validation films; the high end is the run's threshold
     in map units, as in :mod:`cxrad.metrics.localization` (the image cut when scores are map maxima, else the
     validation-FPR-matched map threshold). None when the run has no usable ``val_scores.csv``.
     """
-    path = run_dir / "val_scores.csv"
-    if not path.is_file():
-        return None
-    val = pd.read_csv(path)
-    if "map_max" not in val.columns or val["map_max"].isna().any() or val.empty:
+    if val is None or "map_max" not in val.columns or val["map_max"].isna().any() or val.empty:
         return None
     if scores_are_map_maxima(val["score"].to_numpy(np.float64), val["map_max"].to_numpy(np.float64)):
         high = float(trained.threshold.cuts(pd.DataFrame([row]))[0])
@@ -153,11 +155,12 @@ def render(
     frame = pd.DataFrame([row])[["age", "sex", "view"]]
     raw_series = pd.Series([raw], index=frame.index)
     maps = torch.from_numpy(anomaly_map)[None]
-    score = recorded_validation_score(run_dir, row) if known else None
+    val = read_val_scores(run_dir)
+    score = recorded_validation_score(val, row) if known else None
     if score is None:
         score = float(to_threshold_units(run_dir, trained.cfg, raw_series, frame, maps, metadata).iloc[0])
     film, mask = display_film(row, trained.preprocess, size)
-    scale = None if relative else map_scale(run_dir, trained, row)
+    scale = None if relative else map_scale(val, trained, row)
     overlay = overlay_heatmap(
         film,
         anomaly_map,
@@ -181,19 +184,18 @@ def render(
     return np.vstack([top, color_key(top.shape[1], scale), caption_band(lines, top.shape[1])])
 
 
-def recorded_validation_score(run_dir: Path, row: pd.Series) -> float | None:
-    """The score the run recorded for one of its own validation films (None for any other film).
+def recorded_validation_score(val: pd.DataFrame | None, row: pd.Series) -> float | None:
+    """The score the run recorded (``val``: its ``val_scores.csv``) for one of its own validation films (None for
+    any other film).
 
     Re-scoring a validation film would fit the normative reference or the group calibration on the film itself
     (an in-sample, too small score); the run's ``val_scores.csv`` holds its cross-fitted score.
     """
-    path = run_dir / "val_scores.csv"
-    if str(row.get("split", "")) != "val" or not path.is_file():
+    if str(row.get("split", "")) != "val" or val is None:
         return None
-    recorded = pd.read_csv(path)
-    if not {"sample_index", "score"} <= set(recorded.columns):  # a file from before the columns existed
+    if not {"sample_index", "score"} <= set(val.columns):  # a file from before the columns existed
         return None
-    scores = recorded.set_index("sample_index")["score"]
+    scores = val.set_index("sample_index")["score"]
     return float(scores.at[int(row.name)]) if int(row.name) in scores.index else None
 
 
