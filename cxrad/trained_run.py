@@ -120,9 +120,8 @@ def to_threshold_units(
     """Raw scores of new films in the units the run's threshold was fitted in.
 
     Identity when the conditioning is inside the model (``none``, ``film``); for ``stratified`` and
-    ``film_stratified`` the score
-    calibration is refitted, exactly as in the run, from the normal validation scores in ``val_scores.csv``; for
-    ``normative`` and ``film_normative`` the map regressions are refitted from the run's
+    ``film_stratified`` the score calibration is refitted, exactly as in the run, from the normal validation scores
+    in ``val_scores.csv``; for ``normative`` and ``film_normative`` the map regressions are refitted from the run's
     ``normative_reference.npz`` and applied to the films' anomaly maps.
 
     Args:

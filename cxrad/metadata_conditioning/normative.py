@@ -36,9 +36,9 @@ from cxrad.metadata_conditioning.options import conditions_maps
 
 REFERENCE_FILE = "normative_reference.npz"
 # How a cell of the coarse map summarises the anomaly map under it. "max" keeps a small lesion's peak (what the
-# detectors' own image score, the map's maximum, sees); "mean" averages it with the cell's normal tissue, and
-# is what runs saved before the key existed used.
+# detectors' own image score, the map's maximum, sees); "mean" averages it with the cell's normal tissue.
 POOLS = {"max": F.adaptive_max_pool2d, "mean": F.adaptive_avg_pool2d}
+SAVED_BEFORE_POOL = "mean"  # the pooling of configs and references saved before the ``pool`` key existed
 log = logging.getLogger(__name__)
 
 
@@ -87,7 +87,7 @@ def normative_map_collector(conditioning: Mapping[str, object]) -> GridMapCollec
 
 def map_pool(conditioning: Mapping[str, object]) -> str:
     """The config's ``pool``; a config saved before the key existed pooled by the mean."""
-    return check_pool(str(conditioning.get("pool", "mean")))
+    return check_pool(str(conditioning.get("pool", SAVED_BEFORE_POOL)))
 
 
 class NormativeMap:
@@ -263,5 +263,5 @@ def _reference_model(
     with np.load(path) as reference:
         model = NormativeMap(prior_count, scale=scale, position_spread=position_spread)
         model.fit(reference["maps"], reference["metadata"])
-        pool = str(reference["pool"]) if "pool" in reference else "mean"  # saved before the key existed
+        pool = str(reference["pool"]) if "pool" in reference else SAVED_BEFORE_POOL
         return model, int(reference["grid"]), pool
