@@ -115,6 +115,21 @@ def run_one(setting: str, model: str, conditioning: str, out_root: Path, args: a
     }
 
 
+def conditions_for(model: str, requested: list[str] | None) -> list[str]:
+    """The model's conditions to run: all, or those whose option is requested, plus requested variants.
+
+    A requested option name (``normative``) runs that option and its listed variants; a requested string with
+    overrides (``"film_normative metadata_conditioning.map_units=detector"``) runs as given, for the models that
+    have its option.
+    """
+    listed = CONDITIONS[model]
+    if not requested:
+        return list(listed)
+    chosen = [c for c in listed if c.split()[0] in requested]
+    options = {c.split()[0] for c in listed}
+    return chosen + [c for c in requested if " " in c.strip() and c.split()[0] in options and c not in chosen]
+
+
 def markdown(rows: list[dict]) -> str:
     columns = (*COLUMNS, *NODULE_COLUMNS)
     head = "| setting | model | conditioning | " + " | ".join(columns) + " | AP-PA FPR gap | epochs | seed | device |"
@@ -180,7 +195,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="PatchCore and PaDiM only")
     parser.add_argument("--models", nargs="+", choices=tuple(CONDITIONS), default=None)
-    parser.add_argument("--conditions", nargs="+", default=None, help="only these options (e.g. none film_normative)")
+    parser.add_argument(
+        "--conditions",
+        nargs="+",
+        default=None,
+        help="only these options (e.g. none film_normative), or an option with overrides in quotes "
+        '("film_normative metadata_conditioning.map_units=detector")',
+    )
     parser.add_argument("--settings", nargs="+", choices=tuple(SETTINGS), default=tuple(SETTINGS))
     parser.add_argument("--epochs", type=int, default=3, help="training epochs of FastFlow and DRAEM")
     parser.add_argument("--accelerator", default="auto")
@@ -194,9 +215,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for model in models:
             for setting in args.settings:
-                for conditioning in CONDITIONS[model]:
-                    if args.conditions and conditioning.split()[0] not in args.conditions:
-                        continue
+                for conditioning in conditions_for(model, args.conditions):
                     try:
                         rows.append(run_one(setting, model, conditioning, Path(tmp), args))
                     except ValueError as error:  # e.g. too few normal validation films for an option

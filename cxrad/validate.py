@@ -5,7 +5,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from cxrad.backbone import validate_layers
-from cxrad.metadata_conditioning.normative import map_pool
+from cxrad.metadata_conditioning.normative import map_pool, map_settings
 from cxrad.metadata_conditioning.options import OPTIONS, conditions_features, conditions_maps
 from cxrad.model.components.knn import SEARCH_METHODS
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
@@ -35,7 +35,8 @@ def validate(cfg: DictConfig) -> None:
     if cfg.metadata_conditioning.name not in OPTIONS:
         _fail(f"metadata_conditioning={cfg.metadata_conditioning.name} is unknown; choose from {OPTIONS}")
     if conditions_maps(cfg.metadata_conditioning):
-        map_pool(cfg.metadata_conditioning)  # raises naming the choices
+        map_pool(cfg.metadata_conditioning)  # these raise naming the choices
+        map_settings(cfg.metadata_conditioning)
     if conditions_features(cfg.metadata_conditioning) and model not in FILM_MODELS:
         _fail(f"metadata_conditioning=film is not available for model={model} yet; use one of {FILM_MODELS}")
     if cfg.threshold.method not in THRESHOLD_METHODS:

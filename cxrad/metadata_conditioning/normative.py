@@ -11,6 +11,12 @@ calibration this changes the ranking inside a group: positions where normal AP f
 borders, the larger heart) stop dominating AP films' scores, so the maximum moves to what is unusual *for this
 patient's metadata*.
 
+``map_units: detector`` keeps the detector's own units instead: the FiLM moves each film's map to what a film of
+the population's average metadata would show, ``y(p) = mu_bar(p) + sigma_bar / sigma(m) * (a(p) - mu(m, p))``,
+and the score is the maximum of ``y``. What the metadata explains is removed as with ``z``, but positions keep
+the detector's own weighting: a lesion where normal films vary a lot (the heart border) is not shrunk by that
+spread, and a faint one where they barely vary is not magnified by it.
+
 The regressions are fitted on the normal validation films. Their standardised scores, used for the
 threshold, come from two-fold cross-fitting so that the threshold is not set on in-sample (too small) values.
 The run saves those films' pooled maps and metadata (:data:`REFERENCE_FILE`), so ``cxrad.predict`` and
@@ -39,6 +45,9 @@ REFERENCE_FILE = "normative_reference.npz"
 # detectors' own image score, the map's maximum, sees); "mean" averages it with the cell's normal tissue.
 POOLS = {"max": F.adaptive_max_pool2d, "mean": F.adaptive_avg_pool2d}
 SAVED_BEFORE_POOL = "mean"  # the pooling of configs and references saved before the ``pool`` key existed
+# What the standardised map is measured in: "sd" each position in its normal spread for films with this metadata
+# (z-scores), "detector" the detector's own score units, the map moved to a population-average film.
+MAP_UNITS = ("sd", "detector")
 log = logging.getLogger(__name__)
 
 
@@ -48,6 +57,14 @@ def check_pool(pool: str) -> str:
         msg = f"metadata_conditioning.pool={pool} is unknown; choose from {list(POOLS)}"
         raise ValueError(msg)
     return pool
+
+
+def check_units(units: str) -> str:
+    """``units`` if it is a known unit of the standardised map, else ``ValueError`` naming the choices."""
+    if units not in MAP_UNITS:
+        msg = f"metadata_conditioning.map_units={units} is unknown; choose from {list(MAP_UNITS)}"
+        raise ValueError(msg)
+    return units
 
 
 def pool_maps(anomaly_maps: torch.Tensor, grid: int, pool: str = "max") -> np.ndarray:
@@ -100,15 +117,24 @@ class NormativeMap:
         position_spread: multiply the per-film spread ``sigma(m)`` by the per-position ratio ``r(p)``, the RMS
             of the reference films' standardised residuals at ``p`` (one number per position from all films, not
             per metadata group: per-group, per-position spreads from tens of films are too noisy to divide by).
+            Units ``sd`` only.
+        units: ``sd`` (the score is the maximum z-score) or ``detector`` (the maximum of the map moved to a
+            population-average film; see the module docstring).
     """
 
     def __init__(
-        self, prior_count: float = 1.0, min_std_ratio: float = 0.2, scale: bool = True, position_spread: bool = True
+        self,
+        prior_count: float = 1.0,
+        min_std_ratio: float = 0.2,
+        scale: bool = True,
+        position_spread: bool = True,
+        units: str = "sd",
     ) -> None:
         self.film = NormativeFiLM(
             1, prior_count=prior_count, min_std_ratio=min_std_ratio, scale=scale, per_position=True
         )
         self.position_spread = position_spread
+        self.units = check_units(units)
         self.ratio = torch.ones(())
 
     def _standardise(self, maps: np.ndarray, metadata: np.ndarray) -> torch.Tensor:
@@ -121,27 +147,34 @@ class NormativeMap:
     def fit(self, maps: np.ndarray, metadata: np.ndarray) -> NormativeMap:
         self.film.fit(torch.from_numpy(maps).float()[:, None], torch.from_numpy(metadata).float())
         self.ratio = torch.ones(())
-        if self.position_spread and self.film.scale:  # scale=False: shift only, no spread of any kind
+        if self.units == "sd" and self.position_spread and self.film.scale:  # scale=False: shift only
             rms = self._standardise(maps, metadata).square().mean(0).sqrt()
             self.ratio = rms.clamp_min(self.film.min_std_ratio)
         return self
 
     def score(self, maps: np.ndarray, metadata: np.ndarray) -> np.ndarray:
         """Maximum over positions of the standardised map, one score per film."""
+        if self.units == "detector":  # the FiLM itself, on a one-channel map: gamma(m) * a + beta(m)
+            x = torch.from_numpy(maps).float()[:, None]
+            standardised = self.film(x, torch.from_numpy(metadata).float()).flatten(1)
+        else:
+            standardised = self._standardise(maps, metadata) / self.ratio
         # float64 like the other scores: float32 values written to CSV read back rounded, off their own cut
-        return (self._standardise(maps, metadata) / self.ratio).amax(1).double().numpy()
+        return standardised.amax(1).double().numpy()
 
 
-def map_settings(conditioning: Mapping[str, object]) -> dict[str, float | bool]:
+def map_settings(conditioning: Mapping[str, object]) -> dict[str, float | bool | str]:
     """The map regressions' settings from a ``metadata_conditioning`` config.
 
-    Runs saved before ``map_prior_count``/``position_spread`` existed used ``prior_count`` for the map and no
-    position spread: a config without the keys gets those, so ``cxrad.predict`` reproduces such runs.
+    Runs saved before ``map_prior_count``/``position_spread``/``map_units`` existed used ``prior_count`` for the
+    map, no position spread and z-scores: a config without the keys gets those, so ``cxrad.predict`` reproduces
+    such runs.
     """
     return {
         "prior_count": float(conditioning.get("map_prior_count", conditioning.get("prior_count", 5.0))),
         "scale": bool(conditioning.get("scale", True)),
         "position_spread": bool(conditioning.get("position_spread", False)),
+        "units": check_units(str(conditioning.get("map_units", "sd"))),
     }
 
 
@@ -189,6 +222,7 @@ def normative_scores(
     prior_count: float = 1.0,
     scale: bool = True,
     position_spread: bool = True,
+    units: str = "sd",
     seed: int = 0,
 ) -> tuple[pd.Series, pd.Series]:
     """Normative scores of validation films (cross-fitted over two folds) and test films (fitted on all)."""
@@ -203,7 +237,7 @@ def normative_scores(
         return np.stack([val_maps.get(i, test_maps.get(i)) for i in indices]), np.stack([metadata[i] for i in indices])
 
     def fitted(indices: list[int]) -> NormativeMap:
-        return NormativeMap(prior_count, scale=scale, position_spread=position_spread).fit(*stack(indices))
+        return NormativeMap(prior_count, scale=scale, position_spread=position_spread, units=units).fit(*stack(indices))
 
     order = np.random.default_rng(seed).permutation(normal_val)
     folds = [sorted(order[::2].tolist()), sorted(order[1::2].tolist())]
@@ -256,12 +290,12 @@ def reference_scores(
 
 @functools.lru_cache(maxsize=8)
 def _reference_model(
-    path: str, mtime_ns: int, prior_count: float, scale: bool, position_spread: bool
+    path: str, mtime_ns: int, prior_count: float, scale: bool, position_spread: bool, units: str
 ) -> tuple[NormativeMap, int, str]:
     """The regressions fitted on a run's reference, once per file version (predict calls this for every batch)."""
     del mtime_ns  # part of the cache key only: a rewritten reference is refitted
     with np.load(path) as reference:
-        model = NormativeMap(prior_count, scale=scale, position_spread=position_spread)
+        model = NormativeMap(prior_count, scale=scale, position_spread=position_spread, units=units)
         model.fit(reference["maps"], reference["metadata"])
         pool = str(reference["pool"]) if "pool" in reference else SAVED_BEFORE_POOL
         return model, int(reference["grid"]), pool

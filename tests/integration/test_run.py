@@ -188,6 +188,10 @@ def test_wandb_offline_run_is_written_inside_the_run_dir(run_tiny) -> None:
             ("metadata_conditioning=film_normative", "metadata_conditioning.pool=median"),
             r"metadata_conditioning.pool=median is unknown; choose from \['max', 'mean'\]",
         ),
+        (
+            ("metadata_conditioning=normative", "metadata_conditioning.map_units=z"),
+            r"metadata_conditioning.map_units=z is unknown; choose from \['sd', 'detector'\]",
+        ),
     ],
 )
 def test_invalid_combinations_fail_early_with_the_fix(run_tiny, overrides: tuple[str, ...], message: str) -> None:

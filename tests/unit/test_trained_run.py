@@ -54,9 +54,10 @@ def test_stratified_runs_calibrate_new_films_like_the_run(tmp_path: Path, option
         to_threshold_units(tmp_path, normative, raw, new)
 
 
-def test_normative_runs_score_new_films_like_their_test_films(tmp_path: Path) -> None:
+@pytest.mark.parametrize("units", ["sd", "detector"])
+def test_normative_runs_score_new_films_like_their_test_films(tmp_path: Path, units: str) -> None:
     """The saved reference refits the run's map regressions: a new film with a test film's map and metadata
-    scores what that test film scored in the run."""
+    scores what that test film scored in the run, in the run's map units."""
     rng = np.random.default_rng(0)
     n, grid = 24, 4
     metadata = np.zeros((n, 3), dtype=np.float32)
@@ -70,8 +71,9 @@ def test_normative_runs_score_new_films_like_their_test_films(tmp_path: Path) ->
     val_maps = {i: collector.maps[i] for i in normal_val}
     test_maps = {i: collector.maps[i] for i in test_index}
     with initialize_config_dir(config_dir=str(CONF), version_base=None):  # the shipped settings, as Hydra composes them
-        conditioning = compose("config", overrides=["metadata_conditioning=film_normative"]).metadata_conditioning
-    assert map_settings(conditioning) == {"prior_count": 1.0, "scale": True, "position_spread": True}
+        overrides = ["metadata_conditioning=film_normative", f"metadata_conditioning.map_units={units}"]
+        conditioning = compose("config", overrides=overrides).metadata_conditioning
+    assert map_settings(conditioning) == {"prior_count": 1.0, "scale": True, "position_spread": True, "units": units}
     assert map_pool(conditioning) == "max" == collector.pool
     _, run_scores = normative_scores(val_maps, test_maps, collector.metadata, normal_val, **map_settings(conditioning))
     save_reference(tmp_path / REFERENCE_FILE, collector, normal_val)

@@ -83,8 +83,40 @@ def test_position_spread_keeps_a_noisy_border_from_deciding_every_score() -> Non
     test[lesion, 4, 4] += 0.4  # 8 normal SDs at its position, below the border's typical maximum
     with_spread = NormativeMap(position_spread=True).fit(reference, metadata).score(test, metadata)
     without = NormativeMap(position_spread=False).fit(reference, metadata).score(test, metadata)
+    detector_units = NormativeMap(units="detector").fit(reference, metadata).score(test, metadata)
     assert auroc(lesion.astype(int), with_spread) > 0.95
     assert auroc(lesion.astype(int), without) < 0.75
+    assert auroc(lesion.astype(int), detector_units) < 0.75  # the detector's own weighting: the border decides
+
+
+def test_detector_units_keep_a_lesion_where_normal_films_vary_most() -> None:
+    """The converse of the position spread: a lesion of 3 normal SDs on the noisy border is a large anomaly in
+    the detector's units but an ordinary z-score among 64 positions' z-scores. Both units remove the AP shift."""
+    rng = np.random.default_rng(0)
+    n = 200
+
+    def films() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        ap = rng.random(n) < 0.4
+        maps = rng.normal(1.0, 0.05, (n, 8, 8))
+        maps[:, :, 0] = rng.normal(1.0, 0.3, (n, 8))  # where normal films vary most (the heart border, say)
+        maps[ap] += 0.5  # the view shortcut
+        return maps, ap, np.stack([ENCODER.encode(50.0, "M", "AP" if a else "PA").numpy() for a in ap])
+
+    (reference, _, reference_meta), (test, test_ap, test_meta) = films(), films()
+    lesion = np.arange(n) % 2 == 1
+    test[lesion, rng.integers(0, 8, lesion.sum()), 0] += 0.9
+    raw = test.reshape(n, -1).max(1)
+    scores = {
+        units: NormativeMap(units=units).fit(reference, reference_meta).score(test, test_meta)
+        for units in ("sd", "detector")
+    }
+    found = {units: auroc(lesion.astype(int), score) for units, score in scores.items()}
+    assert found["detector"] > 0.9 and found["detector"] > found["sd"] + 0.05
+    assert auroc(test_ap[~lesion].astype(int), raw[~lesion]) > 0.95
+    for score in scores.values():
+        assert auroc(test_ap[~lesion].astype(int), score[~lesion]) < 0.8
+    with pytest.raises(ValueError, match=r"map_units=z is unknown; choose from \['sd', 'detector'\]"):
+        NormativeMap(units="z")
 
 
 def test_max_pooling_keeps_a_lesion_smaller_than_a_cell() -> None:
@@ -117,9 +149,9 @@ def test_max_pooling_keeps_a_lesion_smaller_than_a_cell() -> None:
 
 def test_map_settings_of_runs_saved_before_the_map_keys_reproduce_them() -> None:
     old = {"name": "film_normative", "prior_count": 5.0, "scale": True}
-    assert map_settings(old) == {"prior_count": 5.0, "scale": True, "position_spread": False}
-    new = {**old, "map_prior_count": 1.0, "position_spread": True}
-    assert map_settings(new) == {"prior_count": 1.0, "scale": True, "position_spread": True}
+    assert map_settings(old) == {"prior_count": 5.0, "scale": True, "position_spread": False, "units": "sd"}
+    new = {**old, "map_prior_count": 1.0, "position_spread": True, "map_units": "detector"}
+    assert map_settings(new) == {"prior_count": 1.0, "scale": True, "position_spread": True, "units": "detector"}
     assert map_pool(old) == "mean" and map_pool({**new, "pool": "max"}) == "max"
 
 
