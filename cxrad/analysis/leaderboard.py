@@ -9,8 +9,21 @@ from pathlib import Path
 import pandas as pd
 
 from cxrad.analysis.selection import TERM_SIGNS, SelectionConfig, reproduce_command
+from cxrad.analysis.sweep import read_overrides
 
-SHOWN = ("rank", "run", "model", "backbone", "conditioning", "threshold_method", "small_nodule_auroc", "small_nodule_n")
+SHOWN = (
+    "rank",
+    "run",
+    "model",
+    "backbone",
+    "conditioning",
+    "settings",
+    "threshold_method",
+    "small_nodule_auroc",
+    "small_nodule_n",
+)
+# Config groups with a leaderboard column of their own: their choice is not repeated under ``settings``.
+OWN_COLUMNS = ("model", "backbone", "metadata_conditioning", "threshold")
 SHOWN_AFTER = ("image_auroc", "fpr", "score", "tpr", "nodule_auroc", "pointing_game", "box_hit_rate", "notes")
 
 
@@ -23,6 +36,22 @@ def format_cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value).replace("|", "\\|")
+
+
+def varied_settings(paths: Sequence[str | Path]) -> list[str]:
+    """Per run, the command-line overrides whose values differ between the runs, as ``key=value``.
+
+    Runs that differ only in, say, ``metadata_conditioning.map_units`` or ``model.detector.coreset_sampling_ratio``
+    would otherwise look the same in the leaderboard. Groups with a column of their own (:data:`OWN_COLUMNS`) and
+    overrides every run shares are left out; a run without a varied key shows nothing for it.
+    """
+    parsed = []
+    for path in paths:
+        pairs = (item.split("=", 1) for item in read_overrides(Path(path)) if "=" in item)
+        parsed.append({key.lstrip("+~"): value for key, value in pairs})
+    keys = sorted({key for run in parsed for key in run} - set(OWN_COLUMNS))
+    varied = [key for key in keys if len({run.get(key) for run in parsed}) > 1]
+    return [" ".join(f"{key}={run[key]}" for key in varied if key in run) for run in parsed]
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -50,6 +79,9 @@ def leaderboard_markdown(
 ) -> str:
     """The whole ``leaderboard.md``: criterion, ranked table, selected run with its command, thresholds."""
     terms = [c for c in board.columns if c.startswith("term_")]
+    settings = varied_settings(board["path"]) if "path" in board.columns else []
+    if any(settings):
+        board = board.assign(settings=settings)
     columns = [c for c in (*SHOWN, *terms, *SHOWN_AFTER) if c in board.columns]
     best = board.iloc[0]
     text = [
@@ -63,8 +95,9 @@ def leaderboard_markdown(
         "",
         f"## Selected: {best['run']}",
         "",
-        f"{best['model']} / {best['backbone']} / conditioning {best['conditioning']} / threshold "
-        f"{best['threshold_method']}: score {format_cell(best['score'])}. Reproduce with:",
+        f"{best['model']} / {best['backbone']} / conditioning {best['conditioning']}"
+        + (f" / {best['settings']}" if best.get("settings") else "")
+        + f" / threshold {best['threshold_method']}: score {format_cell(best['score'])}. Reproduce with:",
         "",
         "```bash",
         reproduce_command(best["path"]),

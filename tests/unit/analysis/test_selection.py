@@ -120,6 +120,25 @@ def test_select_writes_both_leaderboards_and_names_the_winner(tmp_path: Path) ->
     assert (tmp_path / "leaderboard.md").read_text() == text
     assert (tmp_path / "threshold_comparison.csv").is_file()
     assert len(load_sweep(tmp_path)) == 2  # the leaderboard files do not count as runs
+    assert "settings" not in text  # the runs differ only in model, which has a column of its own
+
+
+def test_leaderboard_names_the_settings_that_tell_runs_apart(tmp_path: Path) -> None:
+    shared = ("experiment=research_sweep", "metadata_conditioning=film_normative")
+    write_run(tmp_path / "0_patchcore", image_auroc=0.9, overrides=(*shared, "metadata_conditioning.map_units=sd"))
+    write_run(
+        tmp_path / "1_patchcore", image_auroc=0.8, overrides=(*shared, "metadata_conditioning.map_units=detector")
+    )
+    write_run(tmp_path / "2_padim", model="padim", image_auroc=0.7, overrides=(*shared, "model=padim"))
+    lines = select(tmp_path).splitlines()
+    header = next(line for line in lines if line.startswith("| rank"))
+    rows = {line.split(" | ")[1]: line for line in lines if line.startswith("| ") and "_p" in line.split(" | ")[1]}
+    assert "| conditioning | settings |" in header
+    assert "| metadata_conditioning.map_units=sd |" in rows["0_patchcore"]
+    assert "| metadata_conditioning.map_units=detector |" in rows["1_patchcore"]
+    assert "map_units" not in rows["2_padim"] and "model=padim" not in rows["2_padim"]  # model has its own column
+    assert not any("experiment=" in row for row in rows.values())  # shared by every run: nothing to tell apart
+    assert "/ metadata_conditioning.map_units=sd / threshold" in "\n".join(lines)  # the selected run's line
 
 
 def test_markdown_table_formats_missing_and_pipes() -> None:
