@@ -125,9 +125,10 @@ def conditions_for(model: str, requested: list[str] | None) -> list[str]:
     listed = CONDITIONS[model]
     if not requested:
         return list(listed)
+    requested = list(dict.fromkeys(" ".join(c.split()) for c in requested))  # one spelling each, once each
     chosen = [c for c in listed if c.split()[0] in requested]
     options = {c.split()[0] for c in listed}
-    return chosen + [c for c in requested if " " in c.strip() and c.split()[0] in options and c not in chosen]
+    return chosen + [c for c in requested if " " in c and c.split()[0] in options and c not in chosen]
 
 
 def markdown(rows: list[dict]) -> str:

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from cxrad.analysis import SelectionConfig, load_sweep, rank_runs, reproduce_command, threshold_comparison
-from cxrad.analysis.leaderboard import formula, markdown_table
+from cxrad.analysis.leaderboard import formula, markdown_table, varied_settings
 from cxrad.select import select
 from cxrad.threshold import fit_threshold
 from tests.sweep_factory import write_run
@@ -139,6 +139,19 @@ def test_leaderboard_names_the_settings_that_tell_runs_apart(tmp_path: Path) -> 
     assert "map_units" not in rows["2_padim"] and "model=padim" not in rows["2_padim"]  # model has its own column
     assert not any("experiment=" in row for row in rows.values())  # shared by every run: nothing to tell apart
     assert "/ metadata_conditioning.map_units=sd / threshold" in "\n".join(lines)  # the selected run's line
+
+
+def test_varied_settings_keep_additions_and_deletions_apart(tmp_path: Path) -> None:
+    runs = [
+        write_run(tmp_path / "0", overrides=("+metadata_conditioning.scale=false", "threshold.method=gmm")),
+        write_run(tmp_path / "1", overrides=("metadata_conditioning.scale=true", "threshold.method=otsu")),
+        write_run(tmp_path / "2", overrides=("~backbone.layers.fastflow",)),
+    ]
+    assert varied_settings(runs) == [
+        "metadata_conditioning.scale=false",  # +key= sets the same key as key=
+        "metadata_conditioning.scale=true",
+        "~backbone.layers.fastflow",  # a deletion stays one; threshold.method has its own column
+    ]
 
 
 def test_markdown_table_formats_missing_and_pipes() -> None:

@@ -119,6 +119,36 @@ def test_detector_units_keep_a_lesion_where_normal_films_vary_most() -> None:
         NormativeMap(units="z")
 
 
+def test_detector_units_move_each_map_to_the_population_average_film() -> None:
+    """``y(p) = mu_bar(p) + sigma_bar / sigma(m) * (a(p) - mu(m, p))``, checked by hand: with no ridge prior the
+    regressions on a two-valued view are the groups' own means and spreads. A film exactly at its group's mean map
+    scores the population's mean map (its spatial profile kept, not zeroed as a z-map would), whatever its view;
+    a lesion counts in the population's spread units, so the same lesion weighs more on the quieter PA films."""
+    rng = np.random.default_rng(5)
+    n, n_ap = 200, 80
+    ap = np.arange(n) < n_ap
+    metadata = np.stack([ENCODER.encode(50.0, "M", "AP" if a else "PA").numpy() for a in ap])
+    profile = np.linspace(0.0, 1.0, 16).reshape(4, 4)
+    maps = profile + rng.normal(0.0, 1.0, (n, 4, 4)) * np.where(ap, 0.1, 0.05)[:, None, None]
+    maps[ap, 0, 0] += 1.0  # the AP look, at one position
+    model = NormativeMap(prior_count=0.0, units="detector").fit(maps, metadata)
+    mean_ap, mean_pa = maps[ap].mean(0), maps[~ap].mean(0)
+    population = maps.mean(0)
+    residual = np.where(ap[:, None, None], maps - mean_ap, maps - mean_pa) ** 2
+    sigma_bar, sigma_ap, sigma_pa = (np.sqrt(residual[i].mean()) for i in (slice(None), ap, ~ap))
+    films = np.stack([mean_ap, mean_pa, mean_ap, mean_pa])
+    films[2:, 3, 3] += 2.0  # the same lesion on an AP and a PA film
+    scores = model.score(films, metadata[[0, n_ap, 0, n_ap]])
+    expected = [
+        population.max(),
+        population.max(),
+        population[3, 3] + 2.0 * sigma_bar / sigma_ap,
+        population[3, 3] + 2.0 * sigma_bar / sigma_pa,
+    ]
+    np.testing.assert_allclose(scores, expected, rtol=1e-4)
+    assert population.max() > 0.9  # the population map's own maximum, not 0
+
+
 def test_max_pooling_keeps_a_lesion_smaller_than_a_cell() -> None:
     """A 4-pixel lesion in a 64-pixel cell of a smooth anomaly map: the cell's maximum shows it, its mean does not
     (it is 1/16 of the cell, and a smooth map's normal variation does not average out inside a cell)."""
