@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -51,20 +51,22 @@ MAP_UNITS = ("sd", "detector")
 log = logging.getLogger(__name__)
 
 
+def _known(key: str, value: str, choices: Collection[str]) -> str:
+    """``value`` if it is one of ``choices``, else ``ValueError`` naming the config key and the choices."""
+    if value not in choices:
+        msg = f"metadata_conditioning.{key}={value} is unknown; choose from {list(choices)}"
+        raise ValueError(msg)
+    return value
+
+
 def check_pool(pool: str) -> str:
     """``pool`` if it is a known pooling, else ``ValueError`` naming the choices."""
-    if pool not in POOLS:
-        msg = f"metadata_conditioning.pool={pool} is unknown; choose from {list(POOLS)}"
-        raise ValueError(msg)
-    return pool
+    return _known("pool", pool, POOLS)
 
 
 def check_units(units: str) -> str:
     """``units`` if it is a known unit of the standardised map, else ``ValueError`` naming the choices."""
-    if units not in MAP_UNITS:
-        msg = f"metadata_conditioning.map_units={units} is unknown; choose from {list(MAP_UNITS)}"
-        raise ValueError(msg)
-    return units
+    return _known("map_units", units, MAP_UNITS)
 
 
 def pool_maps(anomaly_maps: torch.Tensor, grid: int, pool: str = "max") -> np.ndarray:
