@@ -11,7 +11,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from cxrad.analysis.leaderboard import leaderboard_markdown, write_leaderboard
+from cxrad.analysis.leaderboard import write_leaderboard
 from cxrad.analysis.selection import DEFAULT_CONFIG, SelectionConfig, rank_runs, threshold_comparison
 from cxrad.analysis.sweep import latest_sweep, load_sweep
 
@@ -29,7 +29,7 @@ def select(sweep_dir: str | Path, config_path: str | Path = DEFAULT_CONFIG) -> s
         notes = [*notes, f"no threshold comparison: {error}"]
     csv_path, md_path = write_leaderboard(sweep_dir, board, notes, comparison, config)
     log.info("wrote %s and %s", csv_path, md_path)
-    return leaderboard_markdown(board, notes, comparison, config)
+    return md_path.read_text()
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,7 +9,6 @@ from pathlib import Path
 import pandas as pd
 
 from cxrad.analysis.selection import TERM_SIGNS, SelectionConfig, reproduce_command
-from cxrad.analysis.sweep import read_overrides
 
 SHOWN = (
     "rank",
@@ -22,8 +21,6 @@ SHOWN = (
     "small_nodule_auroc",
     "small_nodule_n",
 )
-# Overrides with a leaderboard column of their own: not repeated under ``settings``.
-OWN_COLUMNS = ("model", "backbone", "metadata_conditioning", "threshold", "threshold.method")
 SHOWN_AFTER = ("image_auroc", "fpr", "score", "tpr", "nodule_auroc", "pointing_game", "box_hit_rate", "notes")
 
 
@@ -36,37 +33,6 @@ def format_cell(value: object) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
     return str(value).replace("|", "\\|")
-
-
-def varied_settings(paths: Sequence[str | Path]) -> list[str]:
-    """Per run, the command-line overrides whose values differ between the runs, as ``key=value``.
-
-    Runs that differ only in, say, ``metadata_conditioning.map_units`` or ``model.detector.coreset_sampling_ratio``
-    would otherwise look the same in the leaderboard. Groups with a column of their own (:data:`OWN_COLUMNS`) and
-    overrides every run shares are left out; a run without a varied key shows nothing for it.
-    """
-    parsed = []
-    for path in paths:
-        run = {}
-        for item in read_overrides(Path(path)):
-            key, _, value = item.partition("=")
-            # +key / ++key add or force the same setting as key=; ~key deletes it and stays marked as a deletion
-            run[key.lstrip("+")] = value
-        parsed.append(run)
-    keys = sorted({key for run in parsed for key in run} - set(OWN_COLUMNS))
-    varied = [key for key in keys if len({run.get(key) for run in parsed}) > 1]
-    return [
-        " ".join(key if key.startswith("~") and not run[key] else f"{key}={run[key]}" for key in varied if key in run)
-        for run in parsed
-    ]
-
-
-def with_settings(board: pd.DataFrame) -> pd.DataFrame:
-    """``board`` with a ``settings`` column (:func:`varied_settings`) when the runs differ in any."""
-    if "settings" in board.columns or "path" not in board.columns:
-        return board
-    settings = varied_settings(board["path"])
-    return board.assign(settings=settings) if any(settings) else board
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -94,7 +60,6 @@ def leaderboard_markdown(
 ) -> str:
     """The whole ``leaderboard.md``: criterion, ranked table, selected run with its command, thresholds."""
     terms = [c for c in board.columns if c.startswith("term_")]
-    board = with_settings(board)
     columns = [c for c in (*SHOWN, *terms, *SHOWN_AFTER) if c in board.columns]
     best = board.iloc[0]
     text = [
@@ -132,7 +97,6 @@ def write_leaderboard(
 ) -> tuple[Path, Path]:
     """Write ``leaderboard.csv`` (every column) and ``leaderboard.md`` into ``sweep_dir``; return both paths."""
     sweep_dir = Path(sweep_dir)
-    board = with_settings(board)
     csv_path, md_path = sweep_dir / "leaderboard.csv", sweep_dir / "leaderboard.md"
     board.to_csv(csv_path, index=False)
     md_path.write_text(leaderboard_markdown(board, notes, comparison, config))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -103,15 +103,47 @@ def load_metrics(run_dir: Path) -> dict[str, Any]:
     return json.loads((run_dir / "metrics.json").read_text())
 
 
+# Overrides with a column of their own (model, backbone, conditioning, threshold_method): not repeated in ``settings``.
+OWN_COLUMNS = ("model", "backbone", "metadata_conditioning", "threshold", "threshold.method")
+
+
+def varied_settings(overrides: Sequence[Sequence[str]]) -> list[str]:
+    """Per run (``overrides``: each run's command-line overrides), those whose values differ between the runs.
+
+    Runs that differ only in, say, ``metadata_conditioning.map_units`` or ``model.detector.coreset_sampling_ratio``
+    would otherwise look the same in the leaderboard. Overrides with a column of their own (:data:`OWN_COLUMNS`)
+    and overrides every run shares are left out; a run without a varied key shows nothing for it.
+    """
+    parsed = []
+    for items in overrides:
+        run = {}
+        for item in items:
+            key, _, value = item.partition("=")
+            # +key / ++key add or force the same setting as key=; ~key deletes it and stays marked as a deletion
+            run[key.lstrip("+")] = value
+        parsed.append(run)
+    keys = sorted({key for run in parsed for key in run} - set(OWN_COLUMNS))
+    varied = [key for key in keys if len({run.get(key) for run in parsed}) > 1]
+    return [
+        " ".join(key if key.startswith("~") and not run[key] else f"{key}={run[key]}" for key in varied if key in run)
+        for run in parsed
+    ]
+
+
 def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
-    """One row per run: ``run`` (directory name), ``path``, ``overrides`` and the :data:`COLUMNS` metrics."""
-    rows = []
+    """One row per run: ``run`` (directory name), ``path``, ``overrides`` and the :data:`COLUMNS` metrics, plus
+    ``settings`` (:func:`varied_settings`) when the runs differ in overrides without a column of their own."""
+    rows, overrides = [], []
     for run_dir in find_runs(sweep_dir):
         metrics = load_metrics(run_dir)
-        row = {"run": run_dir.name, "path": str(run_dir), "overrides": " ".join(read_overrides(run_dir))}
+        overrides.append(read_overrides(run_dir))
+        row = {"run": run_dir.name, "path": str(run_dir), "overrides": " ".join(overrides[-1])}
         row.update({column: lookup(metrics, path) for column, path in COLUMNS.items()})
         rows.append(row)
     frame = pd.DataFrame(rows)
+    settings = varied_settings(overrides)
+    if any(settings):
+        frame["settings"] = settings
     numeric = [c for c in COLUMNS if c not in ("model", "backbone", "conditioning", "threshold_method", "data")]
     for column in numeric:
         if column not in ("threshold_is_oracle", "small_nodule_low_confidence"):

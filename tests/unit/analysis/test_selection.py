@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from cxrad.analysis import SelectionConfig, load_sweep, rank_runs, reproduce_command, threshold_comparison
-from cxrad.analysis.leaderboard import formula, markdown_table, varied_settings
+from cxrad.analysis.leaderboard import formula, markdown_table
+from cxrad.analysis.sweep import varied_settings
 from cxrad.select import select
 from cxrad.threshold import fit_threshold
 from tests.sweep_factory import write_run
@@ -141,11 +142,11 @@ def test_leaderboard_names_the_settings_that_tell_runs_apart(tmp_path: Path) -> 
     assert "/ metadata_conditioning.map_units=sd / threshold" in "\n".join(lines)  # the selected run's line
 
 
-def test_varied_settings_keep_additions_and_deletions_apart(tmp_path: Path) -> None:
+def test_varied_settings_keep_additions_and_deletions_apart() -> None:
     runs = [
-        write_run(tmp_path / "0", overrides=("+metadata_conditioning.scale=false", "threshold.method=gmm")),
-        write_run(tmp_path / "1", overrides=("metadata_conditioning.scale=true", "threshold.method=otsu")),
-        write_run(tmp_path / "2", overrides=("~backbone.layers.fastflow",)),
+        ("+metadata_conditioning.scale=false", "threshold.method=gmm"),
+        ("metadata_conditioning.scale=true", "threshold.method=otsu"),
+        ("~backbone.layers.fastflow",),
     ]
     assert varied_settings(runs) == [
         "metadata_conditioning.scale=false",  # +key= sets the same key as key=
