@@ -23,6 +23,7 @@ import torch
 from cxrad.data.dataset import CxrDataset
 from cxrad.data.items import CxrBatch
 from cxrad.data.metadata import parse_age, parse_sex, parse_view
+from cxrad.metadata_conditioning.reference import calibration_rows
 from cxrad.metrics.localization import map_threshold_by_fpr, scores_are_map_maxima
 from cxrad.metrics.nodules import nodule_size_mm
 from cxrad.model.conditioning import metadata_of
@@ -115,7 +116,10 @@ def map_scale(val: pd.DataFrame | None, trained: TrainedRun, row: pd.Series) -> 
     in map units, as in :mod:`cxrad.metrics.localization` (the image cut when scores are map maxima, else the
     validation-FPR-matched map threshold). None when the run has no usable ``val_scores.csv``.
     """
-    if val is None or "map_max" not in val.columns or val["map_max"].isna().any() or val.empty:
+    if val is None or "map_max" not in val.columns:
+        return None
+    val = calibration_rows(val)
+    if val["map_max"].isna().any() or val.empty:
         return None
     if scores_are_map_maxima(val["score"].to_numpy(np.float64), val["map_max"].to_numpy(np.float64)):
         high = float(trained.threshold.cuts(pd.DataFrame([row]))[0])
@@ -189,13 +193,13 @@ def recorded_validation_score(val: pd.DataFrame | None, row: pd.Series) -> float
     any other film).
 
     Re-scoring a validation film would fit the normative reference or the group calibration on the film itself
-    (an in-sample, too small score); the run's ``val_scores.csv`` holds its cross-fitted score.
+    (an in-sample, too small score); the run's ``val_scores.csv`` holds the score its fitted model gave the film.
     """
     if str(row.get("split", "")) != "val" or val is None:
         return None
     if not {"sample_index", "score"} <= set(val.columns):  # a file from before the columns existed
         return None
-    scores = val.set_index("sample_index")["score"]
+    scores = val.set_index("sample_index")["score"].dropna()  # reference films have no out-of-sample score
     return float(scores.at[int(row.name)]) if int(row.name) in scores.index else None
 
 

@@ -1,4 +1,4 @@
-"""``python -m cxrad.run``: train a detector on normal films, score the test split, write the results.
+"""``python -m cxrad.run``: train a detector on normal films, score the validation and test splits, write the results.
 
 The pipeline reads top to bottom; every step lives in the module it names.
 """
@@ -18,20 +18,25 @@ from cxrad.data.dataset import make_loaders
 from cxrad.data.samples import load_samples
 from cxrad.logger import tracker
 from cxrad.metadata_conditioning import (
+    REFERENCE,
     REFERENCE_FILE,
+    assign_val_roles,
     calibrate_scores,
-    normal_films,
+    calibration_rows,
+    films_with_role,
     normative_map_collector,
     require_normal_validation,
+    role_counts,
     save_reference,
+    scored_maps,
 )
-from cxrad.metrics import compute_image_metrics, compute_localization_metrics, compute_nodule_metrics
+from cxrad.metrics import compute_localization_metrics, split_metrics, validation_metrics
 from cxrad.model.checkpoint import fit_or_resume, prepare_resume
 from cxrad.model.components.distributed import rank
 from cxrad.model.factory import build_detector, make_engine
 from cxrad.preprocessing import PreprocessConfig
 from cxrad.report.outputs import predictions_table, val_scores_table, write_csv, write_json, write_run_figures
-from cxrad.scoring import predict_scores
+from cxrad.scoring import on_scored_maps, predict_scores
 from cxrad.threshold import threshold_from_config
 from cxrad.validate import validate
 
@@ -46,6 +51,7 @@ def run(cfg: DictConfig) -> dict:
     resume = prepare_resume(cfg.resume_from, out_dir, cfg.model.max_epochs)
     with tracker(cfg, out_dir, sweep_name=_sweep_name()) as track:
         samples, data_report, skipped = load_samples(cfg.data, cfg.seed, cfg.preprocessing.image_size)
+        samples = assign_val_roles(samples, cfg.metadata_conditioning, cfg.seed)  # reference / calibration / selection
         write_csv(out_dir / "samples.csv", samples)
         require_normal_validation(cfg.metadata_conditioning, samples)  # before any fitting
         write_csv(out_dir / "skipped.csv", skipped)  # now, in case the run stops; completed after scoring
@@ -54,26 +60,35 @@ def run(cfg: DictConfig) -> dict:
         model = build_detector(cfg, preprocess.image_size)
         grid_maps = normative_map_collector(cfg.metadata_conditioning)  # None unless conditioning=normative
         engine, collector = make_engine(cfg, out_dir, *filter(None, [grid_maps]))
+        collector.keep_masks = grid_maps is not None  # localization is redone on the conditioned maps
         fit = fit_or_resume(engine, model, loaders["train"], resume, samples)
         if rank() != 0:  # a DDP fit's other ranks are done: their shards are merged into rank 0's bank
             return {}
         if cfg.get("devices", 1) > 1:  # a DDP engine would shard the films it scores
             engine, collector = make_engine(cfg, out_dir, *filter(None, [grid_maps]), devices=1)
+            collector.keep_masks = grid_maps is not None
         val = predict_scores(engine, model, loaders["val"], collector)
         test = predict_scores(engine, model, loaders["test"], collector, k_maps=cfg.heatmap_top_k)
         val_score, test_score = calibrate_scores(cfg.metadata_conditioning, val.score, test.score, samples, grid_maps)
         if grid_maps is not None:  # what cxrad.predict needs to score new films as the test films were
-            save_reference(out_dir / REFERENCE_FILE, grid_maps, normal_films(val.score.index, samples))
+            reference = films_with_role(samples, REFERENCE, val.score.index)
+            save_reference(out_dir / REFERENCE_FILE, grid_maps, reference)
+            # localization and heatmaps on the map that was scored, not the detector's raw map
+            conditioned = scored_maps(cfg.metadata_conditioning, grid_maps, reference, list(test.score.index))
+            test = on_scored_maps(test, conditioned, test_score, cfg.heatmap_top_k)
         threshold = threshold_from_config(cfg.threshold, val_score, test_score, samples, seed=cfg.seed)
         predictions = predictions_table(samples, test_score, threshold)
         val_table = val_scores_table(samples, val.score, val_score, val.map_max, threshold)
         skipped = with_logged_skips(skipped, out_dir / DECODE_SKIP_LOG)  # + films that failed to decode
         metrics = {
-            **compute_image_metrics(predictions, threshold),
-            **compute_nodule_metrics(predictions, **cfg.metrics.nodules),
-            **compute_localization_metrics(test.localization, test.map_max, predictions, val_table, threshold),
+            **split_metrics(predictions, threshold, cfg.metrics, seed=cfg.seed),
+            **validation_metrics(predictions_table(samples, val_score, threshold), threshold, cfg.metrics),
+            **compute_localization_metrics(
+                test.localization, test.map_max, predictions, calibration_rows(val_table), threshold
+            ),
             **_run_facts(cfg),
             **data_report,
+            **role_counts(samples),
             **skip_counts(skipped),
             **fit,
             "test_seconds": test.seconds,
@@ -86,7 +101,13 @@ def run(cfg: DictConfig) -> dict:
         track.log_metrics(metrics)
         track.log_predictions(predictions)
         track.log_images(figures)
-    log.info("AUROC %s, view leakage %s -> %s", metrics["image_auroc"], metrics["normal_view_leakage_auroc"], out_dir)
+    log.info(
+        "val AUROC %s | test AUROC %s, view shortcut %s -> %s",
+        metrics["val_image_auroc"],
+        metrics["image_auroc"],
+        metrics["view_shortcut"],
+        out_dir,
+    )
     return metrics
 
 
@@ -110,8 +131,8 @@ def _sweep_name() -> str | None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the image AUROC (for sweepers that optimise it)."""
-    return run(cfg).get("image_auroc")  # None on the extra ranks of a multi-device fit
+    """Hydra entry point; returns the *validation* image AUROC (sweepers must never optimise a test metric)."""
+    return run(cfg).get("val_image_auroc")  # None on the extra ranks of a multi-device fit, or without val abnormals
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import heapq
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -44,8 +44,9 @@ class ScoreCollector(Callback):
     ``'boxes'``), the localization statistics of :mod:`cxrad.metrics.localization`, so no map is kept.
     """
 
-    def __init__(self, k_maps: int = 0) -> None:
+    def __init__(self, k_maps: int = 0, keep_masks: bool = False) -> None:
         self.k_maps = k_maps
+        self.keep_masks = keep_masks  # map conditioning redoes localization on the scored map after the fit
         self.truth: dict[int, str] = {}
         self.reset()
 
@@ -55,6 +56,7 @@ class ScoreCollector(Callback):
         self.map_max: list[float] = []
         self.extremes = ExtremeMaps(self.k_maps)
         self.localization = LocalizationStats()
+        self.masks: dict[int, np.ndarray] = {}
 
     def on_predict_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:  # noqa: ANN001
         scores = outputs.pred_score.detach().reshape(-1).float().cpu()
@@ -74,6 +76,8 @@ class ScoreCollector(Callback):
             if kind and masks is not None:
                 mask = masks[position].detach().reshape(masks.shape[-2:]).cpu().numpy()
                 self.localization.add(index, maps[position].numpy(), mask, with_pixels=kind == "mask")
+                if self.keep_masks:
+                    self.masks[index] = mask.astype(bool)
 
 
 @dataclass
@@ -89,6 +93,8 @@ class Scores:
     seconds: float
     map_max: pd.Series = field(default_factory=lambda: pd.Series(dtype=np.float64))
     localization: LocalizationStats = field(default_factory=LocalizationStats)
+    masks: dict[int, np.ndarray] = field(default_factory=dict)
+    truth: dict[int, str] = field(default_factory=dict)
 
 
 def predict_scores(
@@ -106,4 +112,22 @@ def predict_scores(
         msg = f"{int((~np.isfinite(score)).sum())} films got non-finite anomaly scores; the model diverged"
         raise FloatingPointError(msg)
     map_max = pd.Series(collector.map_max, index=collector.indices[: len(collector.map_max)], name="map_max")
-    return Scores(score, collector.extremes.maps(), seconds, map_max.sort_index(), collector.localization)
+    maps = collector.extremes.maps()
+    return Scores(score, maps, seconds, map_max.sort_index(), collector.localization, collector.masks, collector.truth)
+
+
+def on_scored_maps(scores: Scores, scored_maps: dict[int, np.ndarray], score: pd.Series, k_maps: int) -> Scores:
+    """Localization, map maxima and extreme maps of ``scores`` redone on the maps that were actually scored.
+
+    Map conditioning scores each film by the maximum of its standardised map (``scored_maps``), not of the
+    detector's raw map: the pointing game, box hits and heatmaps must look at the same map, and the extreme films
+    are the ones the conditioned ``score`` ranks highest and lowest.
+    """
+    stats = LocalizationStats()
+    for index, mask in scores.masks.items():
+        stats.add(index, scored_maps[index].astype(np.float32), mask, with_pixels=scores.truth.get(index) == "mask")
+    extremes = ExtremeMaps(k_maps)
+    for index, value in score.items():
+        extremes.offer(float(value), int(index), torch.from_numpy(scored_maps[int(index)]))
+    map_max = pd.Series({int(i): float(scored_maps[int(i)].max()) for i in score.index}, name="map_max")
+    return replace(scores, maps=extremes.maps(), map_max=map_max.sort_index(), localization=stats)

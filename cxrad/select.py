@@ -1,8 +1,10 @@
 """``python -m cxrad.select [<multirun dir>] [--config conf/selection/default.yaml]``: pick the final model.
 
-Ranks the sweep's runs by the seed study's criterion (:mod:`cxrad.analysis.selection`), compares threshold
-rules on the selected run, writes ``leaderboard.csv``, ``leaderboard.md`` and ``threshold_comparison.csv``
-into the multirun directory, and prints the leaderboard and the command that reproduces the selected run.
+Ranks the sweep's runs on their validation metrics (:mod:`cxrad.analysis.selection`; no test label is read),
+reports the selected run's test metrics with CIs and paired comparisons with its runner-up and its unconditioned
+twin, compares threshold rules on the selected run, writes ``leaderboard.csv``, ``leaderboard.md`` and
+``threshold_comparison.csv`` into the multirun directory, and prints the leaderboard and the command that
+reproduces the selected run.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ import logging
 from pathlib import Path
 
 from cxrad.analysis.leaderboard import write_leaderboard
-from cxrad.analysis.selection import DEFAULT_CONFIG, SelectionConfig, rank_runs, threshold_comparison
+from cxrad.analysis.selection import (
+    DEFAULT_CONFIG,
+    SelectionConfig,
+    paired_comparisons,
+    rank_runs,
+    threshold_comparison,
+)
 from cxrad.analysis.sweep import latest_sweep, load_sweep
 
 log = logging.getLogger(__name__)
@@ -27,7 +35,8 @@ def select(sweep_dir: str | Path, config_path: str | Path = DEFAULT_CONFIG) -> s
         comparison = threshold_comparison(board.iloc[0]["path"], config.thresholds) if config.thresholds else None
     except FileNotFoundError as error:
         notes = [*notes, f"no threshold comparison: {error}"]
-    csv_path, md_path = write_leaderboard(sweep_dir, board, notes, comparison, config)
+    paired = paired_comparisons(board)
+    csv_path, md_path = write_leaderboard(sweep_dir, board, notes, comparison, config, paired)
     log.info("wrote %s and %s", csv_path, md_path)
     return md_path.read_text()
 

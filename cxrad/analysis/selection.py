@@ -1,20 +1,22 @@
-"""Final model selection: rank a sweep's runs by the seed study's criterion and compare thresholds.
+"""Final model selection: rank a sweep's runs on their *validation* metrics, report the winner's test metrics.
 
-Criterion (weights in ``conf/selection/default.yaml``)::
+Criterion (weights in ``conf/selection/default.yaml``), every term read from the run's validation films::
 
-    score = w_small * small_nodule_auroc + w_auroc * image_auroc - w_fpr * fpr
+    score = w_nodule * val nodule_auroc + w_auroc * val image_auroc - w_fpr * val fpr - w_shortcut * val view_shortcut
 
-with ``fpr`` the false-positive rate at each run's own threshold. Rules:
+``nodule_auroc`` is the AUROC of the smallest nodule size band with enough validation positives (the band is
+named in the leaderboard; NIH has no boxed nodule under 10 mm), ``fpr`` the false-positive rate of the normal
+validation films at each run's own threshold, ``view_shortcut`` the two-sided ``|normal view leakage - 0.5|``.
+No test label is read to rank: the test metrics of the chosen run are reported once, with their CIs. Rules:
 
-* **Missing terms.** A term missing from *every* run (no small nodules in the test split, say) is dropped and
-  the remaining weights are scaled up to the same total, so scores stay on one scale; a note says so. A run
-  missing a term that other runs have gets a score from its remaining terms (renormalised the same way) but is
-  ranked after every complete run, with a note: a partial score is not comparable.
+* **Missing terms.** A term missing from *every* run (no validation nodules, say) is dropped and the remaining
+  weights are scaled up to the same total, so scores stay on one scale; a note says so. A run missing a term that
+  other runs have gets a score from its remaining terms (renormalised the same way) but is ranked after every
+  complete run, with a note: a partial score is not comparable.
 * **Oracle thresholds.** A run whose threshold used the test labels (``f1_oracle``) has no deployable FPR; it is
   ranked after every deployable run (complete or not).
-* **Ties.** Scores equal to ``tie_decimals`` decimals rank by higher ``image_auroc``, then lower ``fpr``, then
-  run name.
-* ``small_nodule_auroc`` on fewer than ``min_positives`` positives is used but noted as low confidence.
+* **Ties.** Scores equal to ``tie_decimals`` decimals rank by higher validation ``image_auroc``, then lower
+  validation ``fpr``, then run name.
 """
 
 from __future__ import annotations
@@ -29,30 +31,39 @@ import numpy as np
 import pandas as pd
 from omegaconf import OmegaConf
 
-from cxrad.analysis.sweep import read_overrides
+from cxrad.analysis.sweep import load_predictions, read_overrides
+from cxrad.metadata_conditioning.reference import calibration_rows
+from cxrad.metrics.bootstrap import format_difference, paired_difference
 from cxrad.metrics.curves import rates_at_threshold
 from cxrad.threshold import Threshold, fit_threshold, per_group_threshold
 
 DEFAULT_CONFIG = Path(__file__).resolve().parents[2] / "conf" / "selection" / "default.yaml"
 # term -> +1 (higher is better) or -1 (lower is better)
-TERM_SIGNS = {"small_nodule_auroc": 1.0, "image_auroc": 1.0, "fpr": -1.0}
+TERM_SIGNS = {"nodule_auroc": 1.0, "image_auroc": 1.0, "fpr": -1.0, "view_shortcut": -1.0}
+# term -> the validation column of the sweep table it is read from (never a test column)
+TERM_COLUMNS = {
+    "nodule_auroc": "val_selection_nodule_auroc",
+    "image_auroc": "val_image_auroc",
+    "fpr": "val_fpr",
+    "view_shortcut": "val_view_shortcut",
+}
+DEFAULT_WEIGHTS = {"nodule_auroc": 1.0, "image_auroc": 1.0, "fpr": 0.5, "view_shortcut": 0.5}
 
 
 @dataclass(frozen=True)
 class SelectionConfig:
     """Weights and settings of the selection (``conf/selection/default.yaml``)."""
 
-    weights: dict[str, float] = field(
-        default_factory=lambda: {"small_nodule_auroc": 1.0, "image_auroc": 1.0, "fpr": 0.5}
-    )
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))
     tie_decimals: int = 6
     thresholds: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.weights) - set(TERM_SIGNS))
         if unknown:
+            hint = " (small_nodule_auroc is now nodule_auroc: the smallest size band with enough positives)"
             msg = f"selection.weights has unknown term(s) {unknown}; use {sorted(TERM_SIGNS)}"
-            raise ValueError(msg)
+            raise ValueError(msg + (hint if "small_nodule_auroc" in unknown else ""))
         negative = {k: v for k, v in self.weights.items() if v < 0}
         if negative or not sum(self.weights.values()) > 0:
             msg = f"selection.weights {dict(self.weights)} must be >= 0 with a positive sum (fpr is subtracted)"
@@ -72,36 +83,50 @@ class SelectionConfig:
 def score_runs(sweep: pd.DataFrame, weights: Mapping[str, float]) -> tuple[pd.DataFrame, list[str]]:
     """Add ``term_<name>`` (signed weighted term), ``score``, ``complete`` and ``notes`` columns.
 
+    Every term is read from its validation column (:data:`TERM_COLUMNS`).
+
     Returns:
         The scored copy and the sweep-wide notes (e.g. a term dropped because no run has it).
     """
     frame = sweep.copy()
+    for column in TERM_COLUMNS.values():
+        if column not in frame.columns:
+            frame[column] = np.nan
     notes: list[str] = []
     terms = [t for t, w in weights.items() if w > 0]
     for term in list(terms):
-        if frame[term].isna().all():
+        if frame[TERM_COLUMNS[term]].isna().all():
             terms.remove(term)
-            notes.append(f"{term} is missing in every run: dropped, the other weights renormalised to the same total")
+            why = _missing_reason(frame, term)
+            notes.append(f"{term} is missing in every run{why}: dropped, the other weights renormalised")
     total = sum(weights[t] for t in weights if weights[t] > 0)
-    weighted = pd.DataFrame({f"term_{t}": TERM_SIGNS[t] * weights[t] * frame[t] for t in terms}, index=frame.index)
-    present_weight = sum((frame[t].notna() * weights[t] for t in terms), start=pd.Series(0.0, index=frame.index))
+    values = {t: frame[TERM_COLUMNS[t]] for t in terms}
+    weighted = pd.DataFrame({f"term_{t}": TERM_SIGNS[t] * weights[t] * values[t] for t in terms}, index=frame.index)
+    present_weight = sum((values[t].notna() * weights[t] for t in terms), start=pd.Series(0.0, index=frame.index))
     frame = frame.join(weighted)
     frame["score"] = weighted.sum(axis=1, min_count=1) * total / present_weight.replace(0.0, np.nan)
-    frame["complete"] = frame[terms].notna().all(axis=1) if terms else False
+    frame["complete"] = pd.DataFrame(values).notna().all(axis=1) if terms else False
     frame["notes"] = [_run_notes(row, terms) for _, row in frame.iterrows()]
+    bands = sorted({str(b) for b in frame.get("val_nodule_band", pd.Series(dtype=object)).dropna()})
+    if "nodule_auroc" in terms and len(bands) > 1:
+        notes.append(f"runs' nodule terms use different size bands ({', '.join(bands)}): not comparable")
     return frame, notes
 
 
+def _missing_reason(frame: pd.DataFrame, term: str) -> str:
+    if term == "nodule_auroc" and "val_nodule_note" in frame.columns and frame["val_nodule_note"].notna().any():
+        return f" ({frame['val_nodule_note'].dropna().iloc[0]})"
+    if term != "fpr" and "val_n_abnormal" in frame.columns and (frame["val_n_abnormal"].fillna(0) == 0).all():
+        return " (no abnormal validation films: use data.split.strategy=patient_random)"
+    return ""
+
+
 def _run_notes(row: pd.Series, terms: list[str]) -> str:
-    notes = [f"missing {t}: ranked after complete runs" for t in terms if pd.isna(row[t])]
+    notes = [f"missing {t}: ranked after complete runs" for t in terms if pd.isna(row[TERM_COLUMNS[t]])]
     if bool(row.get("threshold_is_oracle")):
         notes.append("f1_oracle threshold (test labels): FPR not deployable, ranked last")
-    if (
-        "small_nodule_auroc" in terms
-        and bool(row.get("small_nodule_low_confidence"))
-        and pd.notna(row.get("small_nodule_n"))
-    ):
-        notes.append(f"small_nodule_auroc on {int(row['small_nodule_n'])} positives: low confidence")
+    if "nodule_auroc" in terms and pd.notna(row.get("val_nodule_band")):
+        notes.append(f"nodule term: {row['val_nodule_band']} ({int(row['val_nodule_n'])} validation positives)")
     return "; ".join(notes)
 
 
@@ -110,8 +135,8 @@ def rank_runs(sweep: pd.DataFrame, config: SelectionConfig) -> tuple[pd.DataFram
     frame, notes = score_runs(sweep, config.weights)
     frame["_deployable"] = ~frame["threshold_is_oracle"].fillna(False).astype(bool)
     frame["_score"] = frame["score"].round(config.tie_decimals).fillna(-np.inf)
-    frame["_auroc"] = frame["image_auroc"].fillna(-np.inf)
-    frame["_fpr"] = frame["fpr"].fillna(np.inf)
+    frame["_auroc"] = frame[TERM_COLUMNS["image_auroc"]].fillna(-np.inf)
+    frame["_fpr"] = frame[TERM_COLUMNS["fpr"]].fillna(np.inf)
     order = ["_deployable", "complete", "_score", "_auroc", "_fpr", "run"]
     frame = frame.sort_values(order, ascending=[False, False, False, False, True, True], kind="mergesort")
     frame = frame.drop(columns=["_deployable", "_score", "_auroc", "_fpr"]).reset_index(drop=True)
@@ -173,7 +198,7 @@ def threshold_comparison(run_dir: str | Path, methods: Mapping[str, Mapping[str,
     if not val_path.is_file():
         msg = f"{val_path} does not exist; rerun {run_dir.name} with this version of cxrad to compare thresholds"
         raise FileNotFoundError(msg)
-    val, test = pd.read_csv(val_path), pd.read_csv(run_dir / "predictions.csv")
+    val, test = calibration_rows(pd.read_csv(val_path)), pd.read_csv(run_dir / "predictions.csv")
     label, score, view = test["label"].to_numpy(), test["score"].to_numpy(np.float64), test["view"].to_numpy()
     rows = []
     for method, params in methods.items():
@@ -188,3 +213,42 @@ def threshold_comparison(run_dir: str | Path, methods: Mapping[str, Mapping[str,
             }
         )
     return pd.DataFrame(rows)
+
+
+PAIRED_METRICS = {"view_stratified_auroc": "within-view AUROC", "image_auroc": "image AUROC"}
+
+
+def comparison_partners(board: pd.DataFrame) -> list[tuple[pd.Series, pd.Series]]:
+    """(selected run, other) pairs worth a paired test: the runner-up, and the same model without conditioning."""
+    best = board.iloc[0]
+    pairs = [(best, board.iloc[1])] if len(board) > 1 else []
+    if best.get("conditioning") != "none":
+        same = board[
+            (board["conditioning"] == "none")
+            & (board["model"] == best["model"])
+            & (board["backbone"] == best["backbone"])
+        ]
+        if len(same) and (not pairs or same.iloc[0]["run"] != pairs[0][1]["run"]):
+            pairs.append((best, same.iloc[0]))
+    return pairs
+
+
+def paired_comparisons(board: pd.DataFrame, n_boot: int = 1000, seed: int = 0) -> list[str]:
+    """Paired patient-bootstrap differences of the selected run against its partners on the same test films.
+
+    Reported after selection, never used for it, e.g. ``film_normative (0_run) vs none (3_run): within-view AUROC
+    -0.070 [-0.120, -0.020]``.
+    """
+    lines = []
+    for best, other in comparison_partners(board):
+        try:
+            a, b = load_predictions(best["path"]), load_predictions(other["path"])
+            parts = []
+            for metric, name in PAIRED_METRICS.items():
+                result = paired_difference(a, b, metric, n_boot=n_boot, seed=seed)
+                parts.append(f"{name} {format_difference(result).split(': ', 1)[1]}")
+        except (FileNotFoundError, ValueError, KeyError) as error:
+            parts = [f"no paired comparison ({error})"]
+        label = f"{best['conditioning']} ({best['run']}) vs {other['conditioning']} ({other['run']})"
+        lines.append(f"{label}: " + "; ".join(parts))
+    return lines

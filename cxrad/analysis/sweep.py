@@ -43,9 +43,25 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "normal_view_leakage_auroc": ("normal_view_leakage_auroc",),
     "fpr_gap_ap_minus_pa": ("fpr_gap_ap_minus_pa",),
     "n_test": ("n_test",),
+    "view_shortcut": ("view_shortcut",),
+    "val_image_auroc": ("val_image_auroc",),
+    "val_view_stratified_auroc": ("val_view_stratified_auroc",),
+    "val_view_shortcut": ("val_view_shortcut",),
+    "val_fpr": ("val_fpr",),
+    "val_tpr": ("val_tpr",),
+    "val_n_normal": ("val_n_test_normal",),
+    "val_n_abnormal": ("val_n_test_abnormal",),
+    "val_selection_nodule_auroc": ("val", "selection_nodule_auroc", "auroc"),
+    "val_nodule_band": ("val", "selection_nodule_auroc", "band"),
+    "val_nodule_n": ("val", "selection_nodule_auroc", "n_positive"),
+    "val_nodule_note": ("val", "selection_nodule_auroc", "note"),
     "fit_seconds": ("fit_seconds",),
     "test_seconds": ("test_seconds",),
 }
+
+# Test metrics with a patient-bootstrap CI in metrics.json ("ci"): <name>_low / <name>_high columns.
+CI_METRICS = ("image_auroc", "view_stratified_auroc", "view_shortcut", "fpr", "tpr", "nodule_auroc")
+COLUMNS.update({f"{name}_{end}": ("ci", name, end) for name in CI_METRICS for end in ("low", "high")})
 
 
 def lookup(metrics: dict[str, Any], path: tuple[str, ...]) -> Any:
@@ -144,7 +160,8 @@ def load_sweep(sweep_dir: str | Path) -> pd.DataFrame:
     settings = varied_settings(overrides)
     if any(settings):
         frame["settings"] = settings
-    numeric = [c for c in COLUMNS if c not in ("model", "backbone", "conditioning", "threshold_method", "data")]
+    text = ("model", "backbone", "conditioning", "threshold_method", "data", "val_nodule_band", "val_nodule_note")
+    numeric = [c for c in COLUMNS if c not in text]
     for column in numeric:
         if column not in ("threshold_is_oracle", "small_nodule_low_confidence"):
             frame[column] = pd.to_numeric(frame[column], errors="coerce")

@@ -81,13 +81,35 @@ def read_boxes(path: Path) -> dict[str, str]:
     return {name: ";".join(parts) for name, parts in boxes.items()}
 
 
-def select_findings(frame: pd.DataFrame, test_findings: Sequence[str] | None) -> pd.DataFrame:
-    """Keep normals and abnormal films that show at least one of ``test_findings`` (all when None)."""
+def mark_findings(frame: pd.DataFrame, test_findings: Sequence[str] | None) -> pd.DataFrame:
+    """Add ``excluded_finding``: True for abnormal films showing none of ``test_findings`` (none when None).
+
+    The marked films stay in the table so that the split sees every film of a patient (under
+    ``normal_patients`` a patient with an excluded finding must not train); ``prepare_samples`` drops them
+    right after the split.
+    """
     if not test_findings:
-        return frame
+        return frame.assign(excluded_finding=False)
     wanted = set(test_findings)
     shows = frame["finding_labels"].str.split("|").map(lambda labels: bool(wanted & set(labels)))
-    return frame[(frame["label"] == 0) | shows].reset_index(drop=True)
+    return frame.assign(excluded_finding=(frame["label"] == 1) & ~shows)
+
+
+def mark_patients_with_findings(frame: pd.DataFrame) -> pd.DataFrame:
+    """Add ``patient_has_finding``: whether the film's patient has any abnormal film in ``frame``.
+
+    Computed on the whole metadata, before the view filter and the missing-image drop, so that the
+    ``normal_patients`` split knows a patient's findings even when his abnormal films are not loaded.
+    """
+    sick = frame.loc[frame["label"] == 1, "patient_id"].unique()
+    return frame.assign(patient_has_finding=frame["patient_id"].isin(sick))
+
+
+def select_metadata(
+    frame: pd.DataFrame, test_findings: Sequence[str] | None, views: Sequence[str] = ("PA", "AP", UNKNOWN)
+) -> pd.DataFrame:
+    """The rows of ``read_metadata``'s table that ``nih_table`` loads, marked for the split (no images needed)."""
+    return select_views(mark_findings(mark_patients_with_findings(frame), test_findings), views)
 
 
 def official_splits(root: Path, frame: pd.DataFrame) -> pd.Series | None:
@@ -126,7 +148,10 @@ def nih_table(
     """Load NIH ChestX-ray14 as a sample table plus a report of what was dropped and why.
 
     Films whose PNG is not present below ``root`` are reported (``missing_images``) and dropped, so the full
-    112,120-row CSV loads even when only some image folders were downloaded.
+    112,120-row CSV loads even when only some image folders were downloaded. Abnormal films without one of
+    ``test_findings`` stay, marked ``excluded_finding``, until ``prepare_samples`` has split the patients;
+    ``patient_has_finding`` (computed before any film is dropped) keeps the ``normal_patients`` split right
+    when abnormal films are missing or of an excluded view.
 
     Raises:
         FileNotFoundError: when ``root`` has no metadata file, or not one of the selected films' PNGs.
@@ -138,7 +163,8 @@ def nih_table(
         raise FileNotFoundError(msg)
     frame = read_metadata(metadata_path)
     n_rows = len(frame)
-    frame = select_views(select_findings(frame, test_findings), views)
+    frame = select_metadata(frame, test_findings, views)
+    selected = int((~frame["excluded_finding"]).sum())
     bbox_path = find_file(root, (BBOX_NAME,))
     boxes = read_boxes(bbox_path) if bbox_path else {}
     frame["boxes"] = frame["image_name"].map(boxes).fillna("")
@@ -154,7 +180,7 @@ def nih_table(
     frame = frame.dropna(subset=["image_path"]).drop(columns=["image_name"]).reset_index(drop=True)
     if frame.empty:
         raise FileNotFoundError(_no_images_message(root, n_rows, missing, len(images)))
-    report = {"metadata_rows": n_rows, "missing_images": missing, "selected_films": len(frame) + missing}
+    report = {"metadata_rows": n_rows, "missing_images": missing, "selected_films": selected}
     return frame, report
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
@@ -17,7 +18,9 @@ from cxrad.data.table import (
     cap_split,
     check_splits,
     complete_columns,
+    drop_excluded_findings,
     enforce_split_rules,
+    patients_with_findings,
 )
 
 log = logging.getLogger(__name__)
@@ -33,20 +36,49 @@ def synthetic_table(cache_dir: str | Path, **generator: object) -> tuple[pd.Data
     return frame, {"metadata_rows": len(frame), "missing_images": 0}
 
 
-def split_table(frame: pd.DataFrame, split: SplitConfig) -> pd.DataFrame:
-    """Use the source's split where it has one; otherwise split by patient.
+def split_table(frame: pd.DataFrame, split: SplitConfig) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Use the source's split where it has one; otherwise split by patient (``split.strategy``).
 
-    A source may mark films ``trainval`` (NIH's official list): those patients are divided into train and
-    val, and their abnormal films are dropped because training is normal-only.
+    A source may mark films ``trainval`` and ``test`` (NIH's official lists): the test films stay test, and
+    the trainval patients are divided into train and val by ``split.val_fraction`` (of the trainval patients).
+    Under ``normal_patients`` trainval patients with any finding are dropped first, so that train and val hold
+    all-normal patients only. Abnormal training films are dropped later by ``enforce_split_rules``.
+
+    Returns:
+        The table with ``split`` set, and a report of the films dropped here.
+
+    Raises:
+        ValueError: when the source puts a patient in both ``trainval`` and ``test``.
     """
     if (frame["split"] == "").all():
-        return assign_patient_splits(frame, split)
+        return assign_patient_splits(frame, split), {}
     trainval = frame["split"] == "trainval"
     if not trainval.any():
-        return frame
-    normals = frame[trainval & (frame["label"] == 0)]
-    val_only = SplitConfig(val_fraction=split.val_fraction, test_fraction=0.0, seed=split.seed)
-    return pd.concat([assign_patient_splits(normals, val_only), frame[~trainval]]).sort_index()
+        return frame, {}
+    both = set(frame.loc[trainval, "patient_id"]) & set(frame.loc[frame["split"] == "test", "patient_id"])
+    if both:
+        msg = (
+            f"{len(both)} patient(s) have films in both the official train/val list and the test list (e.g. "
+            f"{sorted(both)[0]}); put all films of a patient in one list, or set "
+            "data.source.use_official_split=false so cxrad splits by patient"
+        )
+        raise ValueError(msg)
+    report = {}
+    pool = frame[trainval]
+    if split.strategy == "normal_patients":
+        sick = pool["patient_id"].isin(patients_with_findings(pool))
+        report["dropped_trainval_patients_with_findings"] = int(pool.loc[sick, "patient_id"].nunique())
+        report["dropped_trainval_films_with_findings"] = int(sick.sum())
+        if sick.any():
+            log.info(
+                "data.split.strategy=normal_patients: dropping %d films of %d train/val-list patients with a "
+                "finding (they may not train or validate, and the test list is fixed)",
+                report["dropped_trainval_films_with_findings"],
+                report["dropped_trainval_patients_with_findings"],
+            )
+        pool = pool[~sick]
+    val_only = replace(split, test_fraction=0.0)
+    return pd.concat([assign_patient_splits(pool, val_only), frame[~trainval]]).sort_index(), report
 
 
 def prepare_samples(
@@ -58,6 +90,9 @@ def prepare_samples(
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Normalise, split, cap and check the table; return it with a report of counts.
 
+    Films marked ``excluded_finding`` take part in the patient split and are dropped right after it; abnormal
+    films of training patients are dropped next (``dropped_train_abnormal``).
+
     Raises:
         ValueError: before any training, when a split has no usable films (the message names the fix).
     """
@@ -66,19 +101,24 @@ def prepare_samples(
         msg = "the data source has no films with an existing image file; check data.root / data.csv_path"
         raise ValueError(msg)
     frame = normalise_metadata(complete_columns(frame, "the data source"))
-    frame = enforce_split_rules(split_table(frame, split))
+    frame, split_report = split_table(frame, split)
+    frame, split_report["dropped_other_findings"] = drop_excluded_findings(frame)
+    split_report["dropped_train_abnormal"] = int(((frame["split"] == "train") & (frame["label"] == 1)).sum())
+    frame = enforce_split_rules(frame)
     for name, limit in (("train", max_train), ("val", max_val), ("test", max_test)):
         frame = cap_split(frame, name, limit, split.seed)
     check_splits(frame)
     counts = {f"n_{name}": int((frame["split"] == name).sum()) for name in ("train", "val", "test")}
-    log.info("samples: %s", counts)
-    return frame, {**report, **counts, **metadata_counts(frame)}
+    counts["n_val_normal"] = int(((frame["split"] == "val") & (frame["label"] == 0)).sum())
+    log.info("samples (%s split): %s", split.strategy, counts)
+    return frame, {**report, **split_report, **counts, **metadata_counts(frame)}
 
 
 def load_samples(data: DictConfig, seed: int, image_size: int) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
     """The configured source (``data.source``, a Hydra ``_target_``), screened, split, capped and checked.
 
-    Bad rows and files are removed by the pre-flight scan (``data.checks``) before splitting.
+    Bad rows and files are removed by the pre-flight scan (``data.checks``) before splitting; films marked
+    ``excluded_finding`` are not scanned (they only tell the split about their patient, then are dropped).
 
     Returns:
         The sample table, a report of counts (for ``metrics.json``) and the skip table (``skipped.csv``).
@@ -86,12 +126,17 @@ def load_samples(data: DictConfig, seed: int, image_size: int) -> tuple[pd.DataF
     frame, source_report = instantiate(data.source, _convert_="all")
     checks = data.get("checks")
     config = ScanConfig.from_config(OmegaConf.to_container(checks) if checks else None, image_size)
-    frame, skipped = screen_samples(frame, config, source=f"data={data.name}")
+    excluded = frame["excluded_finding"].astype(bool) if "excluded_finding" in frame.columns else None
+    if excluded is None or not excluded.any():
+        frame, skipped = screen_samples(frame, config, source=f"data={data.name}")
+    else:
+        kept, skipped = screen_samples(frame[~excluded], config, source=f"data={data.name}")
+        frame = pd.concat([kept, frame[excluded]], ignore_index=True)
     split = SplitConfig(**data.split, seed=seed)
     frame, report = prepare_samples((frame, source_report), split, data.max_train, data.max_val, data.max_test)
-    if report["n_val"] < MIN_VAL_FOR_THRESHOLD:
+    if report["n_val_normal"] < MIN_VAL_FOR_THRESHOLD:
         log.warning(
             "only %d normal validation films: the threshold will be noisy; raise data.split.val_fraction",
-            report["n_val"],
+            report["n_val_normal"],
         )
     return frame, report, skipped

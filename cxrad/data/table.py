@@ -3,7 +3,10 @@
 Columns (one vocabulary for every source): ``image_path`` (absolute), ``label`` (0 normal / 1 abnormal),
 ``age``, ``sex``, ``view``, ``patient_id``, ``finding_labels`` ('|'-separated, 'No Finding' for normals),
 ``split`` (train/val/test), ``mask_path`` ('' when none), ``boxes`` ('Kind:x,y,w,h;...' in a
-``boxes_frame``-pixel square frame, '' when none), ``boxes_frame`` (0 when no boxes).
+``boxes_frame``-pixel square frame, '' when none), ``boxes_frame`` (0 when no boxes). A source may add
+``patient_has_finding`` (True for every film of a patient with an abnormal film anywhere in the source, also
+among films it filtered out), which the ``normal_patients`` split strategy honours, and ``excluded_finding``
+(True for abnormal films outside ``test_findings``: they take part in the split, then are dropped).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ log = logging.getLogger(__name__)
 
 NORMAL_FINDING = "No Finding"
 SPLITS = ("train", "val", "test")
+SPLIT_STRATEGIES = ("patient_random", "normal_patients")
 REQUIRED_COLUMNS = ("image_path", "label", "age", "sex", "view")
 OPTIONAL_DEFAULTS: dict[str, object] = {
     "patient_id": None,
@@ -33,17 +37,36 @@ OPTIONAL_DEFAULTS: dict[str, object] = {
 
 @dataclass(frozen=True)
 class SplitConfig:
-    """How films are split when the source has no split of its own.
+    """How films are split by patient when the source has no split (or only NIH-style ``trainval``/``test``).
 
-    Patients with any abnormal film go to test (their films can't be used for training without leaking the
-    patient); patients with only normal films are divided by these fractions.
+    Strategies (``data.split.strategy``):
+
+    - ``patient_random`` (default): every patient is drawn at random (by ``seed``) into train, val or test in
+      the proportions ``1 - val_fraction - test_fraction`` / ``val_fraction`` / ``test_fraction``, whatever
+      his films show. Train keeps only its patients' normal films (their abnormal films are dropped and
+      counted); val and test keep every film, normal and abnormal. Normal films of all three splits thus come
+      from one population of patients.
+    - ``normal_patients``: patients with any abnormal film (``label`` 1 or ``patient_has_finding``) go to test
+      with all their films; patients with only normal films are divided by the fractions. Train and val then
+      hold only patients who never had a finding (val is normal-only), while test normals come mostly from
+      patients with a finding elsewhere, a different population (on NIH: more AP films).
+
+    Attributes:
+        val_fraction: share of the patients (``normal_patients``: of the all-normal patients) sent to val.
+        test_fraction: share sent to test (ignored where the source names its test films).
+        seed: seed of the patient permutation.
+        strategy: one of ``SPLIT_STRATEGIES``.
     """
 
     val_fraction: float = 0.15
     test_fraction: float = 0.25
     seed: int = 0
+    strategy: str = "patient_random"
 
     def __post_init__(self) -> None:
+        if self.strategy not in SPLIT_STRATEGIES:
+            msg = f"data.split.strategy={self.strategy} is unknown; choose from {list(SPLIT_STRATEGIES)}"
+            raise ValueError(msg)
         for name in ("val_fraction", "test_fraction"):
             value = getattr(self, name)
             if not 0.0 <= value < 1.0:
@@ -93,32 +116,95 @@ def complete_columns(frame: pd.DataFrame, source: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
+def patients_with_findings(frame: pd.DataFrame) -> pd.Index:
+    """Patients with an abnormal film in ``frame`` or flagged by the source (``patient_has_finding``)."""
+    flagged = frame["label"] == 1
+    if "patient_has_finding" in frame.columns:
+        flagged = flagged | frame["patient_has_finding"].fillna(False).astype(bool)
+    return pd.Index(frame.loc[flagged, "patient_id"].unique())
+
+
 def assign_patient_splits(frame: pd.DataFrame, config: SplitConfig) -> pd.DataFrame:
-    """Assign ``split`` by patient so that no patient appears in two splits.
+    """Assign ``split`` by patient so that no patient appears in two splits (see :class:`SplitConfig`).
 
     Example:
         >>> f = pd.DataFrame({"patient_id": ["a", "a", "b", "c"], "label": [0, 1, 0, 0]})
-        >>> assign_patient_splits(f, SplitConfig(0.0, 0.0)).split.tolist()
+        >>> assign_patient_splits(f, SplitConfig(0.0, 0.0, strategy="normal_patients")).split.tolist()
         ['test', 'test', 'train', 'train']
+        >>> assign_patient_splits(f, SplitConfig(0.0, 0.0)).split.tolist()
+        ['train', 'train', 'train', 'train']
     """
-    patient_has_finding = frame.groupby("patient_id")["label"].max()
-    sick = patient_has_finding.index[patient_has_finding == 1]
-    healthy = np.array(sorted(patient_has_finding.index[patient_has_finding == 0]))
-    rng = np.random.default_rng(config.seed)
-    healthy = healthy[rng.permutation(len(healthy))]
-    n_test = int(round(config.test_fraction * len(healthy)))
-    n_val = int(round(config.val_fraction * len(healthy)))
-    split_of = dict.fromkeys(sick, "test")
-    split_of.update(dict.fromkeys(healthy[:n_test], "test"))
-    split_of.update(dict.fromkeys(healthy[n_test : n_test + n_val], "val"))
-    split_of.update(dict.fromkeys(healthy[n_test + n_val :], "train"))
+    if config.strategy == "patient_random":
+        out = frame.copy()
+        out["split"] = out["patient_id"].map(balanced_patient_splits(frame, config))
+        return out
+    patients = np.array(sorted(frame["patient_id"].unique()), dtype=object)
+    sick = pd.Index(patients).isin(patients_with_findings(frame))
+    pool = patients[~sick]
+    pool = pool[np.random.default_rng(config.seed).permutation(len(pool))]
+    n_test = int(round(config.test_fraction * len(pool)))
+    n_val = int(round(config.val_fraction * len(pool)))
+    drawn = np.full(len(pool), "train", dtype=object)
+    drawn[:n_test] = "test"
+    drawn[n_test : n_test + n_val] = "val"
+    split_of = pd.concat([pd.Series(drawn, index=pool), pd.Series("test", index=patients[sick], dtype=object)])
     out = frame.copy()
     out["split"] = out["patient_id"].map(split_of)
     return out
 
 
+RERANDOMISATIONS = 200  # candidate patient permutations per seed; the most balanced one is kept
+
+
+def balanced_patient_splits(frame: pd.DataFrame, config: SplitConfig) -> pd.Series:
+    """Patient -> split for ``patient_random``: a seeded random patient split, rerandomised for balance.
+
+    A candidate is a random permutation of the patients cut where the cumulative share of films reaches the
+    fractions. Of :data:`RERANDOMISATIONS` candidates drawn from ``seed`` the one whose splits differ least in their
+    share of normal, normal AP and abnormal films is kept (rerandomisation, as in balanced trial allocation; Morgan
+    & Rubin 2012). With a few hundred patients of many mixed-view films each (NIH's dev sets, where one patient can
+    hold a third of the AP normals) a single permutation leaves the AP share of normal films 10-25 points apart
+    between splits; the kept candidate keeps the three normal populations alike and is still random: every seed
+    gives another split.
+    """
+    kinds = np.select([frame["label"] == 1, frame["view"] == "AP"], ["abnormal", "AP"], "other")
+    counts = pd.crosstab(frame["patient_id"].to_numpy(), kinds).reindex(columns=["other", "AP", "abnormal"])
+    films = counts.fillna(0).to_numpy(np.float64)  # (patient, kind): normal non-AP, normal AP, abnormal
+    fractions = np.array([1.0 - config.val_fraction - config.test_fraction, config.val_fraction, config.test_fraction])
+    edges = np.cumsum(fractions)[:-1]
+    rng = np.random.default_rng(config.seed)
+    best, best_cost = None, np.inf
+    for _ in range(RERANDOMISATIONS):
+        order = rng.permutation(len(films))
+        position = (np.cumsum(films[order].sum(1)) - 0.5 * films[order].sum(1)) / films.sum()
+        split = np.empty(len(films), dtype=np.int64)
+        split[order] = np.searchsorted(edges, position, side="right")
+        cost = _imbalance(films, split, fractions)
+        if cost < best_cost:
+            best, best_cost = split, cost
+    return pd.Series(np.asarray(SPLITS, dtype=object)[best], index=counts.index.astype(str), dtype=object)
+
+
+def _imbalance(films: np.ndarray, split: np.ndarray, fractions: np.ndarray) -> float:
+    """How far a candidate's splits are from their fractions of normal films and from one AP share and abnormal
+    share (of the splits with a positive fraction)."""
+    per_split = np.stack([films[split == s].sum(0) for s in range(3)])  # (split, kind)
+    live = fractions > 0
+    normal = per_split[:, :2].sum(1)
+    normal_share = normal / max(normal.sum(), 1.0)
+    ap_share = per_split[:, 1] / np.maximum(normal, 1.0)
+    abnormal_share = per_split[:, 2] / np.maximum(per_split.sum(1), 1.0)
+    cost = np.abs(normal_share - fractions)[live].max()
+    for share in (ap_share, abnormal_share):
+        cost += np.ptp(share[live]) if live.sum() > 1 else 0.0
+    return float(cost)
+
+
 def enforce_split_rules(frame: pd.DataFrame) -> pd.DataFrame:
-    """Drop abnormal films from train/val (training is normal-only) and check patients stay in one split."""
+    """Drop abnormal films from train (training is normal-only) and check patients stay in one split.
+
+    Val and test keep their abnormal films (val's serve model selection; thresholds use its normals).
+    """
     crossing = frame.groupby("patient_id")["split"].nunique()
     crossing = crossing[crossing > 1]
     if len(crossing):
@@ -131,10 +217,20 @@ def enforce_split_rules(frame: pd.DataFrame) -> pd.DataFrame:
     if bad.any():
         msg = f"unknown split value(s) {sorted(frame.loc[bad, 'split'].unique())}; use one of {SPLITS}"
         raise ValueError(msg)
-    dropped = (frame["split"] != "test") & (frame["label"] == 1)
+    dropped = (frame["split"] == "train") & (frame["label"] == 1)
     if dropped.any():
-        log.info("dropping %d abnormal films from train/val (training is normal-only)", int(dropped.sum()))
+        log.info("dropping %d abnormal films of training patients (training is normal-only)", int(dropped.sum()))
     return frame[~dropped].reset_index(drop=True)
+
+
+def drop_excluded_findings(frame: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Drop the films a source marked ``excluded_finding`` (call after the split); return them counted."""
+    if "excluded_finding" not in frame.columns:
+        return frame, 0
+    excluded = frame["excluded_finding"].fillna(False).astype(bool)
+    if excluded.any():
+        log.info("dropping %d abnormal films outside data.source.test_findings (after the split)", excluded.sum())
+    return frame[~excluded].drop(columns="excluded_finding").reset_index(drop=True), int(excluded.sum())
 
 
 def cap_split(frame: pd.DataFrame, split: str, limit: int | None, seed: int) -> pd.DataFrame:
@@ -156,7 +252,7 @@ def check_splits(frame: pd.DataFrame) -> None:
         ): "no normal training films; add normal films or lower data.split.test_fraction/val_fraction",
         ("val", 0): "no normal validation films for the threshold; raise data.split.val_fraction",
         ("test", 0): "no normal test films; raise data.split.test_fraction",
-        ("test", 1): "no abnormal test films; check data.test_findings and that abnormal images exist",
+        ("test", 1): "no abnormal test films; check data.source.test_findings and that abnormal images exist",
     }
     for key, fix in fixes.items():
         if counts.get(key, 0) == 0:

@@ -5,15 +5,33 @@ from cxrad.metadata_conditioning.normative import (
     REFERENCE_FILE,
     GridMapCollector,
     NormativeMap,
-    normal_films,
     normative_map_collector,
     reference_scores,
     require_normal_validation,
     save_reference,
+    scored_maps,
+)
+from cxrad.metadata_conditioning.reference import (
+    CALIBRATION,
+    REFERENCE,
+    ROLE_COLUMN,
+    SELECTION,
+    assign_val_roles,
+    calibration_rows,
+    films_with_role,
+    role_counts,
 )
 from cxrad.metadata_conditioning.stratified import GroupCalibration, calibrate_scores
 
 __all__ = [
+    "CALIBRATION",
+    "REFERENCE",
+    "ROLE_COLUMN",
+    "SELECTION",
+    "assign_val_roles",
+    "calibration_rows",
+    "films_with_role",
+    "role_counts",
     "REFERENCE_FILE",
     "FiLM",
     "GridMapCollector",
@@ -22,9 +40,9 @@ __all__ = [
     "MLPFiLM",
     "NormativeFiLM",
     "calibrate_scores",
-    "normal_films",
     "normative_map_collector",
     "reference_scores",
     "require_normal_validation",
     "save_reference",
+    "scored_maps",
 ]

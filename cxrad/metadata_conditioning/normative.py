@@ -17,9 +17,10 @@ and the score is the maximum of ``y``. What the metadata explains is removed as 
 the detector's own weighting: a lesion where normal films vary a lot (the heart border) is not shrunk by that
 spread, and a faint one where they barely vary is not magnified by it.
 
-The regressions are fitted on the normal validation films. Their standardised scores, used for the
-threshold, come from two-fold cross-fitting so that the threshold is not set on in-sample (too small) values.
-The run saves those films' pooled maps and metadata (:data:`REFERENCE_FILE`), so ``cxrad.predict`` and
+The regressions are fitted on the *reference* part of the normal validation films; the *calibration* part, the
+abnormal validation films and the test films are all scored by that one fitted model, so the threshold set on the
+calibration films is not set on in-sample (too small) values (see :mod:`cxrad.metadata_conditioning.reference`).
+The run saves the reference films' pooled maps and metadata (:data:`REFERENCE_FILE`), so ``cxrad.predict`` and
 ``cxrad.heatmap`` refit the same regressions and score new films exactly as the run scored its test films.
 """
 
@@ -39,6 +40,7 @@ from lightning.pytorch import Callback
 from cxrad.data.metadata import VIEWS
 from cxrad.metadata_conditioning.film import NormativeFiLM
 from cxrad.metadata_conditioning.options import conditions_maps
+from cxrad.metadata_conditioning.reference import CALIBRATION, REFERENCE, films_with_role
 
 REFERENCE_FILE = "normative_reference.npz"
 # How a cell of the coarse map summarises the anomaly map under it. "max" keeps a small lesion's peak (what the
@@ -154,15 +156,21 @@ class NormativeMap:
             self.ratio = rms.clamp_min(self.film.min_std_ratio)
         return self
 
-    def score(self, maps: np.ndarray, metadata: np.ndarray) -> np.ndarray:
-        """Maximum over positions of the standardised map, one score per film."""
+    def conditioned(self, maps: np.ndarray, metadata: np.ndarray) -> torch.Tensor:
+        """The standardised maps ``(N, grid * grid)``: what the score is the maximum of."""
         if self.units == "detector":  # the FiLM itself, on a one-channel map: gamma(m) * a + beta(m)
             x = torch.from_numpy(maps).float()[:, None]
-            standardised = self.film(x, torch.from_numpy(metadata).float()).flatten(1)
-        else:
-            standardised = self._standardise(maps, metadata) / self.ratio
+            return self.film(x, torch.from_numpy(metadata).float()).flatten(1)
+        return self._standardise(maps, metadata) / self.ratio
+
+    def conditioned_maps(self, maps: np.ndarray, metadata: np.ndarray) -> np.ndarray:
+        """The standardised maps shaped like ``maps`` ``(N, grid, grid)``, for localization and heatmaps."""
+        return self.conditioned(maps, metadata).reshape(maps.shape).double().numpy()
+
+    def score(self, maps: np.ndarray, metadata: np.ndarray) -> np.ndarray:
+        """Maximum over positions of the standardised map, one score per film."""
         # float64 like the other scores: float32 values written to CSV read back rounded, off their own cut
-        return standardised.amax(1).double().numpy()
+        return self.conditioned(maps, metadata).amax(1).double().numpy()
 
 
 def map_settings(conditioning: Mapping[str, object]) -> dict[str, float | bool | str]:
@@ -188,78 +196,106 @@ FEW_REFERENCE_FILMS = 20
 
 
 def require_normal_validation(conditioning: Mapping[str, object], samples: pd.DataFrame) -> None:
-    """Fail before any fitting when a map-standardising option cannot be fitted on the validation films.
+    """Fail before any fitting when a map-standardising option cannot be fitted on its reference films.
 
-    Also warns when a view has fewer than :data:`FEW_REFERENCE_FILMS` normal validation films: the run can go
-    on, but its normative estimate for that view rests on a handful of films.
+    ``samples`` carries the validation roles (:func:`~cxrad.metadata_conditioning.reference.assign_val_roles`).
+    Also warns when a view has fewer than :data:`FEW_REFERENCE_FILMS` reference films: the run can go on, but
+    its normative estimate for that view rests on a handful of films.
     """
     if not conditions_maps(conditioning):
         return
-    normal_val = samples[(samples["split"] == "val") & (samples["label"] == 0)]
-    n_normal = len(normal_val)
-    per_view = normal_val.loc[normal_val["view"].isin(VIEWS), "view"].value_counts()  # unknown: no group of its own
+    reference = samples.loc[films_with_role(samples, REFERENCE)]
+    n_reference = len(reference)
+    per_view = reference.loc[reference["view"].isin(VIEWS), "view"].value_counts()  # unknown: no group of its own
     few = {str(view): int(count) for view, count in per_view.items() if count < FEW_REFERENCE_FILMS}
-    if few and n_normal >= MIN_NORMAL_VAL:
+    if few and n_reference >= MIN_NORMAL_VAL:
         log.warning(
-            "metadata_conditioning=%s: the normative reference has few normal validation films of view %s "
+            "metadata_conditioning=%s: the normative reference has few normal films of view %s "
             "(want >= %d per view); that view's correction rests on them. Raise data.split.val_fraction "
             "if you can spare the training films",
             conditioning.get("name"),
             ", ".join(f"{view}: {count}" for view, count in few.items()),
             FEW_REFERENCE_FILMS,
         )
-    if n_normal < MIN_NORMAL_VAL:
+    if n_reference < MIN_NORMAL_VAL or not films_with_role(samples, CALIBRATION):
         msg = (
-            f"metadata_conditioning={conditioning.get('name')} needs >= {MIN_NORMAL_VAL} normal validation films, "
-            f"got {n_normal}; raise data.split.val_fraction or use metadata_conditioning=none/film/stratified"
+            f"metadata_conditioning={conditioning.get('name')} needs >= {MIN_NORMAL_VAL} normal reference films and "
+            f"some normal calibration films in val, got {n_reference} and {len(films_with_role(samples, CALIBRATION))};"
+            " raise data.split.val_fraction or use metadata_conditioning=none/film"
         )
         raise ValueError(msg)
 
 
 def normative_scores(
-    val_maps: dict[int, np.ndarray],
-    test_maps: dict[int, np.ndarray],
-    metadata: dict[int, np.ndarray],
-    normal_val: list[int],
+    maps: Mapping[int, np.ndarray],
+    metadata: Mapping[int, np.ndarray],
+    reference: list[int],
+    scored: list[int],
     prior_count: float = 1.0,
     scale: bool = True,
     position_spread: bool = True,
     units: str = "sd",
-    seed: int = 0,
-) -> tuple[pd.Series, pd.Series]:
-    """Normative scores of validation films (cross-fitted over two folds) and test films (fitted on all)."""
-    if len(normal_val) < MIN_NORMAL_VAL:
+) -> pd.Series:
+    """Normative scores of the ``scored`` films from map regressions fitted on the ``reference`` films.
+
+    Every scored film (calibration and selection validation films, test films) goes through the same fitted
+    model, so a threshold set on the calibration films hits its nominal FPR on the test films. A film in both
+    lists would be scored in-sample: that is refused.
+
+    Raises:
+        ValueError: with fewer than :data:`MIN_NORMAL_VAL` reference films, or a film in both lists.
+    """
+    if len(reference) < MIN_NORMAL_VAL:
         msg = (
-            f"normative conditioning needs >= {MIN_NORMAL_VAL} normal validation films, got {len(normal_val)}; "
-            "raise data.split.val_fraction"
+            f"normative conditioning needs >= {MIN_NORMAL_VAL} normal reference films, got {len(reference)}; "
+            "raise data.split.val_fraction or metadata_conditioning.reference_fraction"
         )
         raise ValueError(msg)
+    both = sorted(set(reference) & set(scored))
+    if both:
+        msg = f"{len(both)} film(s) (e.g. {both[:3]}) are both reference and scored: they would be scored in-sample"
+        raise ValueError(msg)
 
-    def stack(indices: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        return np.stack([val_maps.get(i, test_maps.get(i)) for i in indices]), np.stack([metadata[i] for i in indices])
-
-    def fitted(indices: list[int]) -> NormativeMap:
-        return NormativeMap(prior_count, scale=scale, position_spread=position_spread, units=units).fit(*stack(indices))
-
-    order = np.random.default_rng(seed).permutation(normal_val)
-    folds = [sorted(order[::2].tolist()), sorted(order[1::2].tolist())]
-    val_scores: dict[int, float] = {}
-    for fit_fold, score_fold in ((folds[0], folds[1]), (folds[1], folds[0])):
-        val_scores.update(zip(score_fold, fitted(fit_fold).score(*stack(score_fold)).tolist(), strict=True))
-    model = fitted(sorted(normal_val))
-    test_index = sorted(test_maps)
-    test = pd.Series(model.score(*stack(test_index)), index=test_index, name="score")
-    return pd.Series(val_scores, name="score").sort_index(), test
+    model = fit_reference(maps, metadata, reference, prior_count, scale, position_spread, units)
+    order = sorted(scored)
+    values = model.score(*stack_films(maps, metadata, order)) if order else np.zeros(0)
+    return pd.Series(values, index=pd.Index(order, dtype=np.int64), name="score", dtype=np.float64)
 
 
-def normal_films(index: pd.Index, samples: pd.DataFrame) -> list[int]:
-    """The films of ``index`` (sample indices) that are normal: the ones the normative regressions are fitted on."""
-    return [int(i) for i in index if samples.at[i, "label"] == 0]
+def stack_films(
+    maps: Mapping[int, np.ndarray], metadata: Mapping[int, np.ndarray], indices: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The pooled maps ``(N, grid, grid)`` and encoded metadata ``(N, M)`` of ``indices``, in that order."""
+    return np.stack([maps[i] for i in indices]), np.stack([metadata[i] for i in indices])
 
 
-def save_reference(path: Path, grid_maps: GridMapCollector, normal_val: list[int]) -> None:
-    """Write the normal validation films' pooled maps and encoded metadata the test scores were fitted on."""
-    order = sorted(normal_val)
+def fit_reference(
+    maps: Mapping[int, np.ndarray],
+    metadata: Mapping[int, np.ndarray],
+    reference: list[int],
+    prior_count: float = 1.0,
+    scale: bool = True,
+    position_spread: bool = True,
+    units: str = "sd",
+) -> NormativeMap:
+    """The map regressions fitted on the ``reference`` films (the model every scored film goes through)."""
+    model = NormativeMap(prior_count, scale=scale, position_spread=position_spread, units=units)
+    return model.fit(*stack_films(maps, metadata, sorted(reference)))
+
+
+def scored_maps(
+    conditioning: Mapping[str, object], grid_maps: GridMapCollector, reference: list[int], indices: list[int]
+) -> dict[int, np.ndarray]:
+    """The standardised ``grid x grid`` maps of ``indices``: the maps whose maximum is each film's score."""
+    model = fit_reference(grid_maps.maps, grid_maps.metadata, reference, **map_settings(conditioning))
+    order = sorted(int(i) for i in indices)
+    maps = model.conditioned_maps(*stack_films(grid_maps.maps, grid_maps.metadata, order)) if order else []
+    return dict(zip(order, maps, strict=True))
+
+
+def save_reference(path: Path, grid_maps: GridMapCollector, reference: list[int]) -> None:
+    """Write the reference films' pooled maps and encoded metadata the scored films' regressions were fitted on."""
+    order = sorted(reference)
     maps = np.stack([grid_maps.maps[i] for i in order])
     metadata = np.stack([grid_maps.metadata[i] for i in order])
     np.savez_compressed(

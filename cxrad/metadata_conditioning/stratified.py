@@ -1,4 +1,4 @@
-"""Stratified baseline: per-metadata-group score calibration on normal validation films.
+"""Stratified baseline: per-metadata-group score calibration on normal validation (reference) films.
 
 Each film's raw score is standardised against the normal films of its own group (view x sex x age band),
 falling back to coarser groups (view x sex, then view, then everyone) when a group has fewer than
@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from cxrad.metadata_conditioning.normative import GridMapCollector, map_settings, normal_films, normative_scores
-from cxrad.metadata_conditioning.options import calibrates_scores, conditions_maps
+from cxrad.metadata_conditioning.normative import GridMapCollector, map_settings, normative_scores
+from cxrad.metadata_conditioning.options import conditions_maps
+from cxrad.metadata_conditioning.reference import REFERENCE, films_with_role, fits_on_validation
 from cxrad.threshold.fit import group_keys
 
 LEVELS: tuple[tuple[str, ...], ...] = (("view", "sex", "age_band"), ("view", "sex"), ("view",))
@@ -85,23 +86,32 @@ def calibrate_scores(
     samples: pd.DataFrame,
     grid_maps: GridMapCollector | None = None,
 ) -> tuple[pd.Series, pd.Series]:
-    """Re-score films for the score-level options (fitted on normal validation films); others pass through.
+    """Re-score films for the score-level options; others pass through.
 
     ``stratified`` and ``film_stratified`` calibrate whole-image scores per group; ``normative`` and
     ``film_normative`` standardise each film's coarse anomaly map (``grid_maps``) against normal films with the
-    same metadata.
+    same metadata. Both are fitted on the validation films whose role is ``reference`` (see
+    :mod:`cxrad.metadata_conditioning.reference`) and applied alike to every other validation film and every test
+    film.
+
+    Returns:
+        The scores of the validation films that are not reference films (reference films have no out-of-sample
+        score) and of the test films, in the units the threshold is fitted in.
     """
+    if not fits_on_validation(conditioning):
+        return val, test
+    reference = films_with_role(samples, REFERENCE, val.index)
+    scored_val = [int(i) for i in val.index if i not in set(reference)]
     if conditions_maps(conditioning):
         if grid_maps is None or not grid_maps.maps:
             msg = "metadata_conditioning=normative needs the films' anomaly maps (scored through cxrad.run)"
             raise ValueError(msg)
-        normal_val = normal_films(val.index, samples)
-        val_maps = {i: grid_maps.maps[i] for i in val.index}
-        test_maps = {i: grid_maps.maps[i] for i in test.index}
-        return normative_scores(val_maps, test_maps, grid_maps.metadata, normal_val, **map_settings(conditioning))
-    if not calibrates_scores(conditioning):
-        return val, test
+        scored = scored_val + [int(i) for i in test.index]
+        scores = normative_scores(grid_maps.maps, grid_maps.metadata, reference, scored, **map_settings(conditioning))
+        return scores.loc[scored_val], scores.loc[test.index]
     calibration = GroupCalibration(min_group_size=int(conditioning.get("min_group_size", 10)))
-    normal = samples.loc[val.index, "label"] == 0
-    calibration.fit(val[normal.to_numpy()], samples.loc[val.index[normal.to_numpy()]])
-    return calibration.transform(val, samples.loc[val.index]), calibration.transform(test, samples.loc[test.index])
+    calibration.fit(val.loc[reference], samples.loc[reference])
+    return (
+        calibration.transform(val.loc[scored_val], samples.loc[scored_val]),
+        calibration.transform(test, samples.loc[test.index]),
+    )

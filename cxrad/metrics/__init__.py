@@ -11,6 +11,7 @@ from cxrad.metrics.image import (
 )
 from cxrad.metrics.localization import LocalizationStats, compute_localization_metrics
 from cxrad.metrics.nodules import compute_nodule_metrics, nodule_size_mm
+from cxrad.metrics.summary import split_metrics, validation_metrics
 
 __all__ = [
     "LocalizationStats",
@@ -25,7 +26,9 @@ __all__ = [
     "per_finding_auroc",
     "rates_at_threshold",
     "roc_points",
+    "split_metrics",
     "subgroup_metrics",
     "tpr_at_fpr",
+    "validation_metrics",
     "view_shortcut_metrics",
 ]

@@ -65,6 +65,7 @@ def compute_image_metrics(
         "subgroups": subgroup_metrics(frame, cuts, age_bands),
     }
     result.update(view_shortcut_metrics(frame, cuts))
+    result.update(covariate_shortcut_metrics(frame, age_bands))
     return to_json_safe(result)
 
 
@@ -200,7 +201,9 @@ def view_shortcut_metrics(frame: pd.DataFrame, threshold: float | np.ndarray) ->
     Returns:
         ``view_stratified_auroc``: mean of the PA-only and AP-only AUROCs (None if either is undefined).
         ``normal_view_leakage_auroc``: AUROC of the score separating AP normals (positive) from PA normals;
-        0.5 = no view shortcut, > 0.5 = AP normals score higher.
+        0.5 = no view shortcut, > 0.5 = AP normals score higher, < 0.5 = over-corrected (PA normals higher).
+        ``view_shortcut``: ``|normal_view_leakage_auroc - 0.5|``, the two-sided figure: the score carries view
+        information in either direction (0 = none, 0.5 = the view decides).
         ``view_only_auroc``: AUROC of predicting the label from the view alone (AP=1, PA=0) on images of
         known view: the score a pure view shortcut would reach.
         ``fpr_ap_normals``, ``fpr_pa_normals``, ``fpr_gap_ap_minus_pa``: flag rates of AP and PA normals at
@@ -213,15 +216,54 @@ def view_shortcut_metrics(frame: pd.DataFrame, threshold: float | np.ndarray) ->
     cut_ap, cut_pa = _at(threshold, ap & (labels == 0)), _at(threshold, pa & (labels == 0))
     fpr_ap, fpr_pa = flag_rate(normal_ap >= cut_ap), flag_rate(normal_pa >= cut_pa)
     known = pa | ap
+    leakage = auroc(np.r_[np.zeros(normal_pa.size), np.ones(normal_ap.size)], np.r_[normal_pa, normal_ap])
     return {
         "view_stratified_auroc": None if pa_auroc is None or ap_auroc is None else (pa_auroc + ap_auroc) / 2,
-        "normal_view_leakage_auroc": auroc(
-            np.r_[np.zeros(normal_pa.size), np.ones(normal_ap.size)], np.r_[normal_pa, normal_ap]
-        ),
+        "normal_view_leakage_auroc": leakage,
+        "view_shortcut": two_sided(leakage),
         "view_only_auroc": auroc(labels[known], ap[known].astype(np.float64)),
         "fpr_ap_normals": fpr_ap,
         "fpr_pa_normals": fpr_pa,
         "fpr_gap_ap_minus_pa": None if fpr_ap is None or fpr_pa is None else fpr_ap - fpr_pa,
+    }
+
+
+def two_sided(leakage: float | None) -> float | None:
+    """``|leakage - 0.5|``: how far a leakage AUROC is from carrying no information, in either direction.
+
+    Example:
+        >>> two_sided(0.433), two_sided(0.567)
+        (0.067, 0.067)
+    """
+    return None if leakage is None else round(abs(leakage - 0.5), 12)
+
+
+def leakage_auroc(scores: np.ndarray, positive: np.ndarray, negative: np.ndarray) -> float | None:
+    """AUROC of ``scores`` separating the ``positive`` rows from the ``negative`` ones (None without both)."""
+    return auroc(
+        np.r_[np.zeros(int(negative.sum())), np.ones(int(positive.sum()))], np.r_[scores[negative], scores[positive]]
+    )
+
+
+def covariate_shortcut_metrics(frame: pd.DataFrame, age_bands: tuple[float, ...] = (40.0, 60.0)) -> dict[str, Any]:
+    """Shortcut measures for sex and age on the normal films, like the view's.
+
+    Returns:
+        ``normal_sex_leakage_auroc`` (F normals positive vs M normals) and ``sex_shortcut`` (its distance from 0.5),
+        ``normal_age_leakage_auroc`` (normals of the oldest age band positive vs the youngest band's) and
+        ``age_shortcut``. None where a group has no normal film.
+    """
+    normal = frame["label"].to_numpy() == 0
+    scores, sex = frame["score"].to_numpy(np.float64), frame["sex"].to_numpy()
+    bands = assign_age_band(frame["age"].to_numpy(), age_bands)
+    names = age_band_names(age_bands)
+    sex_leak = leakage_auroc(scores, normal & (sex == "F"), normal & (sex == "M"))
+    age_leak = leakage_auroc(scores, normal & (bands == names[-1]), normal & (bands == names[0]))
+    return {
+        "normal_sex_leakage_auroc": sex_leak,
+        "sex_shortcut": two_sided(sex_leak),
+        "normal_age_leakage_auroc": age_leak,
+        "age_shortcut": two_sided(age_leak),
     }
 
 

@@ -103,11 +103,35 @@ def size_band_names(edges: Sequence[float]) -> list[str]:
     return [f"<{edges[0]:g} mm", *middle, f">={edges[-1]:g} mm"]
 
 
+def selection_band(by_size: dict[str, Any], overall: dict[str, Any], min_positives: int) -> dict[str, Any]:
+    """The nodule AUROC that model selection uses: the smallest size band with >= ``min_positives`` positives.
+
+    Small nodules are the users' first criterion, but NIH's boxed nodules measure 10.8-48.2 mm, so a fixed
+    "< 10 mm" term would always be missing. When no band has enough positives, all nodules are used if they
+    do; otherwise the term is None and ``note`` says why (never dropped silently).
+
+    Example:
+        >>> bands = {"<10 mm": {"auroc": None, "n_positive": 0}, "10-20 mm": {"auroc": 0.7, "n_positive": 25}}
+        >>> selection_band(bands, {"auroc": 0.6, "n_positive": 40}, 20)["band"]
+        '10-20 mm'
+    """
+    for name, values in by_size.items():
+        if isinstance(values, dict) and values["n_positive"] >= min_positives and values["auroc"] is not None:
+            note = f"smallest nodule size band with >= {min_positives} positives"
+            return {"auroc": values["auroc"], "band": name, "n_positive": values["n_positive"], "note": note}
+    if overall["n_positive"] >= min_positives and overall["auroc"] is not None:
+        note = f"no size band has >= {min_positives} positives: all nodules"
+        return {"auroc": overall["auroc"], "band": "all sizes", "n_positive": overall["n_positive"], "note": note}
+    note = f"only {overall['n_positive']} nodule film(s) (< {min_positives}): no nodule term"
+    return {"auroc": None, "band": None, "n_positive": overall["n_positive"], "note": note}
+
+
 def compute_nodule_metrics(
     predictions: pd.DataFrame,
     small_nodule_mm: float = 10.0,
-    size_bands_mm: Sequence[float] = (10.0, 20.0),
+    size_bands_mm: Sequence[float] = (10.0, 20.0, 30.0),
     min_positives: int = 20,
+    selection_min_positives: int = 20,
 ) -> dict[str, Any]:
     """Nodule AUROCs overall, for small nodules, by size band and for images whose only finding is Nodule.
 
@@ -117,10 +141,12 @@ def compute_nodule_metrics(
         small_nodule_mm: Nodules strictly below this diameter are small.
         size_bands_mm: Strictly increasing band edges in mm.
         min_positives: Below this many positive images a value is marked ``low_confidence``.
+        selection_min_positives: The band of ``selection_nodule_auroc`` needs this many positives
+            (:func:`selection_band`).
 
     Returns:
         ``nodule_auroc``, ``small_nodule_auroc`` (with ``max_mm``), ``nodule_auroc_by_size`` (one entry per band
-        plus ``n_unknown_size``) and ``nodule_only_auroc``.
+        plus ``n_unknown_size``), ``nodule_only_auroc`` and ``selection_nodule_auroc`` (with the band used).
 
     Raises:
         ValueError: If the band edges are empty or not increasing.
@@ -141,8 +167,10 @@ def compute_nodule_metrics(
     by_size["n_unknown_size"] = int((nodule & np.isnan(sizes)).sum())
     small = positive_vs_normal(frame, nodule & (sizes < small_nodule_mm), min_positives)
     only = nodule & findings.map(lambda found: found == {NODULE}).to_numpy()
+    overall = positive_vs_normal(frame, nodule, min_positives)
     return {
-        "nodule_auroc": positive_vs_normal(frame, nodule, min_positives),
+        "nodule_auroc": overall,
+        "selection_nodule_auroc": selection_band(by_size, overall, selection_min_positives),
         "small_nodule_auroc": {**small, "max_mm": float(small_nodule_mm)},
         "nodule_auroc_by_size": by_size,
         "nodule_only_auroc": positive_vs_normal(frame, only, min_positives),

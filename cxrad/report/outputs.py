@@ -31,7 +31,20 @@ PREDICTION_COLUMNS = (
     "patient_id",
     "nodule_size_mm",
 )
-VAL_SCORE_COLUMNS = ("sample_index", "image_path", "raw_score", "score", "pred_label", "map_max", "age", "sex", "view")
+VAL_SCORE_COLUMNS = (
+    "sample_index",
+    "image_path",
+    "label",
+    "val_role",
+    "raw_score",
+    "score",
+    "pred_label",
+    "map_max",
+    "age",
+    "sex",
+    "view",
+    "patient_id",
+)
 
 
 def _atomic_write(path: Path, write: callable) -> None:
@@ -67,17 +80,23 @@ def predictions_table(samples: pd.DataFrame, score: pd.Series, threshold: Thresh
 def val_scores_table(
     samples: pd.DataFrame, raw: pd.Series, score: pd.Series, map_max: pd.Series, threshold: Threshold
 ) -> pd.DataFrame:
-    """Normal validation films: raw and thresholded (calibrated) score, flag, map maximum, metadata.
+    """Every validation film: role, raw and thresholded (calibrated) score, flag, map maximum, metadata.
 
-    ``score`` is in the units the threshold was fitted in (equal to ``raw_score`` without score calibration),
-    so threshold rules can be refitted later from ``val_scores.csv`` alone.
+    ``score`` is in the units the threshold was fitted in (equal to ``raw_score`` without score calibration), so
+    threshold rules can be refitted later from the ``calibration`` rows of ``val_scores.csv`` alone; ``reference``
+    rows (the films a conditioning option was fitted on) have no out-of-sample score and are left blank.
     """
-    frame = samples.loc[score.index].copy()
-    frame["sample_index"] = score.index
-    frame["raw_score"] = raw.reindex(score.index)
-    frame["score"] = score
-    frame["pred_label"] = (frame["score"].to_numpy() >= threshold.cuts(frame)).astype(int)
-    frame["map_max"] = map_max.reindex(score.index)
+    frame = samples.loc[raw.index].copy()
+    if "val_role" not in frame.columns:
+        frame["val_role"] = ""
+    frame["sample_index"] = raw.index
+    frame["raw_score"] = raw
+    frame["score"] = score.reindex(raw.index)
+    values = frame["score"].to_numpy(np.float64)
+    flags = pd.array((values >= threshold.cuts(frame)).astype(int), dtype="Int64")
+    flags[np.isnan(values)] = pd.NA
+    frame["pred_label"] = flags
+    frame["map_max"] = map_max.reindex(raw.index)
     return frame[list(VAL_SCORE_COLUMNS)]
 
 

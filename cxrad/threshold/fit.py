@@ -158,8 +158,13 @@ def per_group_threshold(
 def threshold_from_config(
     config: Mapping[str, object], val_scores: pd.Series, test_scores: pd.Series, samples: pd.DataFrame, seed: int = 0
 ) -> Threshold:
-    """Fit ``conf/threshold/<method>.yaml`` on the normal validation scores (test labels only for the oracle)."""
+    """Fit ``conf/threshold/<method>.yaml`` on the normal validation scores (test labels only for the oracle).
+
+    ``val_scores`` may hold abnormal validation films (they are for model selection): only the normal ones, scored
+    exactly as the test films (the calibration films), set the cut.
+    """
     params = {k: v for k, v in config.items() if k != "method"}
+    val_scores = val_scores[(samples.loc[val_scores.index, "label"] == 0).to_numpy()]
     if config["method"] == "per_group":
         normal_val = samples.loc[val_scores.index]
         group_by = tuple(params.pop("group_by", ("view",)))

@@ -78,14 +78,19 @@ def test_nodule_and_localization_metrics_agree_with_the_predictions(sweep: Path)
     assert _metrics(sweep / "1_padim_resnet18")["box_hit_rate"]["map_threshold_rule"].startswith("image threshold")
 
 
-def test_val_scores_hold_the_normal_validation_films(sweep: Path) -> None:
+def test_val_scores_hold_every_validation_film_with_its_role(sweep: Path) -> None:
     padim = pd.read_csv(sweep / "1_padim_resnet18" / "val_scores.csv")
     samples = pd.read_csv(sweep / "1_padim_resnet18" / "samples.csv")
     assert len(padim) == (samples["split"] == "val").sum()
-    assert list(padim.columns[:4]) == ["sample_index", "image_path", "raw_score", "score"]
+    assert list(padim.columns[:6]) == ["sample_index", "image_path", "label", "val_role", "raw_score", "score"]
+    assert set(padim["val_role"]) == {"calibration", "selection"}  # no conditioning fitted: every normal calibrates
+    assert (padim["val_role"] == "selection").eq(padim["label"] == 1).all()
     assert (padim["score"] == padim["raw_score"]).all() and padim["map_max"].sub(padim["score"]).abs().max() < 1e-4
     patchcore = pd.read_csv(sweep / "0_patchcore_resnet18" / "val_scores.csv")
-    assert not (patchcore["score"] == patchcore["raw_score"]).all()  # stratified calibration
+    reference = patchcore["val_role"] == "reference"  # stratified is fitted on these: no out-of-sample score
+    assert reference.any() and patchcore.loc[reference, "score"].isna().all()
+    scored = patchcore[~reference]
+    assert not (scored["score"] == scored["raw_score"]).all()  # stratified calibration
 
 
 def test_wandb_offline_run_holds_metrics_curves_and_tables(sweep: Path) -> None:

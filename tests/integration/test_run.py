@@ -113,12 +113,14 @@ def test_pretrained_patchcore_detects_synthetic_lesions(run_tiny) -> None:
         "data.source.image_size=128",
         "preprocessing.image_size=128",
         "data.source.ap_effect=0",
+        "metadata_conditioning=none",  # the features themselves, not a reference of a dozen films
         "data.source.findings=[mass,effusion]",
     )
     assert metrics["image_auroc"] > 0.75
     assert metrics["per_finding_auroc"]["Effusion"]["auroc"] > 0.75
     samples = pd.read_csv(out_dir / "samples.csv")
-    assert (samples.loc[samples.split != "test", "label"] == 0).all()  # trained and thresholded on normals
+    assert (samples.loc[samples.split == "train", "label"] == 0).all()  # trained on normals only
+    assert (samples.loc[samples.split == "val", "label"] == 1).any()  # the default split keeps val's abnormal films
     assert samples.groupby("patient_id").split.nunique().max() == 1
 
 
@@ -134,7 +136,8 @@ def test_nih64_real_films_run(run_tiny, shared_data: Path) -> None:
         "data=nih",
         f"data.source.root={shared_data / 'nih64_sample'}",
         "data.num_workers=0",
-        "data.split.val_fraction=0.3",
+        "data.split.strategy=normal_patients",  # nih64_sample: one patient holds 19 of the 20 abnormal films
+        "data.split.val_fraction=0.45",  # 20 normal films: enough for a reference and a calibration part
     )
     _check_contract(metrics, out_dir)
     assert metrics["data"] == "nih" and metrics["n_test_abnormal"] == 20
@@ -159,7 +162,8 @@ def test_csv_source_runs(run_tiny, tmp_path: Path, shared_data: Path) -> None:
         f"data.source.csv_path={tmp_path / 'samples.csv'}",
         f"data.source.root={shared_data / 'nih64_sample'}",
         "data.num_workers=0",
-        "data.split.val_fraction=0.3",
+        "data.split.strategy=normal_patients",  # nih64_sample: one patient holds 19 of the 20 abnormal films
+        "data.split.val_fraction=0.45",  # 20 normal films: enough for a reference and a calibration part
     )
     assert metrics["data"] == "csv" and metrics["n_test"] > 20
 

@@ -38,15 +38,17 @@ def test_stratified_runs_calibrate_new_films_like_the_run(tmp_path: Path, option
     rng = np.random.default_rng(0)
     val = pd.DataFrame({"view": ["AP", "PA"] * 10, "sex": "M", "age": 50.0, "raw_score": rng.normal(0, 1, 20)})
     val["raw_score"] += np.where(val["view"] == "AP", 3.0, 0.0)
+    val["val_role"] = np.where(val.index < 14, "reference", "calibration")  # fitted on 14, applied to the rest
     conditioning = {"name": option, "min_group_size": 5}
     samples = val.assign(label=0)
     calibrated, _ = calibrate_scores(conditioning, val["raw_score"], val["raw_score"].iloc[:0], samples)
+    assert calibrated.index.tolist() == list(range(14, 20))  # reference films get no (in-sample) score
     val.assign(score=calibrated).to_csv(tmp_path / "val_scores.csv", index=False)
     cfg = OmegaConf.create({"metadata_conditioning": conditioning})
-    new = val.loc[[3, 4], ["age", "sex", "view"]].set_index(pd.Index([0, 1]))
-    raw = pd.Series(val.loc[[3, 4], "raw_score"].to_numpy(), index=new.index)
-    # the same raw score and metadata as validation films 3 and 4 -> the same calibrated scores
-    assert to_threshold_units(tmp_path, cfg, raw, new).tolist() == pytest.approx(calibrated.loc[[3, 4]].tolist())
+    new = val.loc[[15, 16], ["age", "sex", "view"]].set_index(pd.Index([0, 1]))
+    raw = pd.Series(val.loc[[15, 16], "raw_score"].to_numpy(), index=new.index)
+    # the same raw score and metadata as calibration films 15 and 16 -> the same calibrated scores
+    assert to_threshold_units(tmp_path, cfg, raw, new).tolist() == pytest.approx(calibrated.loc[[15, 16]].tolist())
     plain = OmegaConf.create({"metadata_conditioning": {"name": "none"}})
     assert to_threshold_units(tmp_path, plain, raw, new) is raw
     normative = OmegaConf.create({"metadata_conditioning": {"name": "normative"}})
@@ -68,14 +70,14 @@ def test_normative_runs_score_new_films_like_their_test_films(tmp_path: Path, un
         collector.maps[i] = pool_maps(torch.from_numpy(full_maps[i])[None], grid)[0]
         collector.metadata[i] = metadata[i]
     normal_val, test_index = list(range(20)), [20, 21, 22, 23]
-    val_maps = {i: collector.maps[i] for i in normal_val}
-    test_maps = {i: collector.maps[i] for i in test_index}
     with initialize_config_dir(config_dir=str(CONF), version_base=None):  # the shipped settings, as Hydra composes them
         overrides = ["metadata_conditioning=film_normative", f"metadata_conditioning.map_units={units}"]
         conditioning = compose("config", overrides=overrides).metadata_conditioning
     assert map_settings(conditioning) == {"prior_count": 1.0, "scale": True, "position_spread": True, "units": units}
     assert map_pool(conditioning) == "max" == collector.pool
-    _, run_scores = normative_scores(val_maps, test_maps, collector.metadata, normal_val, **map_settings(conditioning))
+    run_scores = normative_scores(
+        collector.maps, collector.metadata, normal_val, test_index, **map_settings(conditioning)
+    )
     save_reference(tmp_path / REFERENCE_FILE, collector, normal_val)
     cfg = OmegaConf.create({"metadata_conditioning": conditioning})
     frame = pd.DataFrame({"age": 50.0, "sex": "M", "view": ["AP", "PA", "AP", "PA"]}, index=[7, 8, 9, 10])

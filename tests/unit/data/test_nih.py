@@ -38,7 +38,8 @@ def test_full_metadata_patient_split_never_crosses(shared_data: Path, tmp_path: 
     raw = read_metadata(shared_data / "nih_metadata" / "Data_Entry_2017_v2020.csv.gz")
     raw["image_path"] = "/nowhere/" + raw["image_name"]
     (tmp_path / "x.png").write_bytes(b"")
-    frame, _ = prepare_samples((raw.drop(columns="image_name"), {}), SplitConfig(0.1, 0.2, seed=0))
+    split = SplitConfig(0.1, 0.2, seed=0, strategy="normal_patients")
+    frame, _ = prepare_samples((raw.drop(columns="image_name"), {}), split)
     assert frame.groupby("patient_id")["split"].nunique().max() == 1
     assert (frame.loc[frame.split != "test", "label"] == 0).all()
     # 36,565 No Finding films belong to patients with a finding elsewhere: all of them must be in test.
@@ -57,18 +58,23 @@ def test_nih_sample_official_layout_with_boxes(shared_data: Path) -> None:
 
 def test_nih64_sample_prepares_patient_wise_splits(shared_data: Path) -> None:
     source = nih_table(shared_data / "nih64_sample")
-    frame, report = prepare_samples(source, SplitConfig(0.15, 0.25, seed=0))
+    # One of its 11 patients holds 19 of the 20 abnormal films: only normal_patients is sure to test him.
+    frame, report = prepare_samples(source, SplitConfig(0.15, 0.25, seed=0, strategy="normal_patients"))
     assert report["n_train"] > 0 and report["n_val"] > 0
     assert frame.groupby("patient_id")["split"].nunique().max() == 1
     assert set(frame.view) <= {"PA", "AP"}
 
 
 def test_test_findings_filter_keeps_normals_and_selected(shared_data: Path) -> None:
-    frame, _ = nih_table(shared_data / "nih_sample", test_findings=["Nodule"])
-    abnormal = frame[frame.label == 1]
-    assert len(abnormal) > 0
+    frame, report = nih_table(shared_data / "nih_sample", test_findings=["Nodule"])
+    kept = frame[~frame.excluded_finding]  # excluded films stay for the split, then prepare_samples drops them
+    abnormal = kept[kept.label == 1]
+    assert len(abnormal) > 0 and report["selected_films"] == len(kept)
     assert abnormal.finding_labels.str.contains("Nodule").all()
-    assert (frame.label == 0).sum() == 4
+    assert (kept.label == 0).sum() == 4
+    excluded = frame[frame.excluded_finding]
+    assert len(excluded) > 0 and (excluded.label == 1).all()
+    assert not excluded.finding_labels.str.contains("Nodule").any()
 
 
 def test_missing_metadata_file_names_the_fix(tmp_path: Path) -> None:

@@ -25,17 +25,42 @@ def _frame(patients: list[str], labels: list[int]) -> pd.DataFrame:
     )
 
 
-def test_patients_with_a_finding_go_to_test_with_all_their_films() -> None:
+def test_normal_patients_sends_patients_with_a_finding_to_test_with_all_their_films() -> None:
     frame = _frame(["a", "a", "b", "c", "d"], [0, 1, 0, 0, 0])
-    out = assign_patient_splits(complete_columns(frame, "t"), SplitConfig(0.0, 0.0))
+    out = assign_patient_splits(complete_columns(frame, "t"), SplitConfig(0.0, 0.0, strategy="normal_patients"))
     assert out.loc[out.patient_id == "a", "split"].tolist() == ["test", "test"]
     assert set(out.loc[out.patient_id != "a", "split"]) == {"train"}
 
 
-def test_split_fractions_apply_to_healthy_patients() -> None:
+def test_normal_patients_honours_the_sources_patient_flag() -> None:
+    frame = complete_columns(_frame(["a", "b", "c"], [0, 0, 0]), "t")
+    frame["patient_has_finding"] = [True, False, False]  # a's abnormal film was filtered out by the source
+    out = assign_patient_splits(frame, SplitConfig(0.0, 0.0, strategy="normal_patients"))
+    assert out["split"].tolist() == ["test", "train", "train"]
+
+
+def test_patient_random_draws_every_patient_by_the_fractions() -> None:
+    patients = [f"p{i}" for i in range(100) for _ in range(2)]
+    labels = [0, 1] * 50 + [0, 0] * 50  # half the patients have a finding on their second film
+    out = assign_patient_splits(complete_columns(_frame(patients, labels), "t"), SplitConfig(0.2, 0.3, seed=1))
+    per_patient = out.groupby("patient_id")["split"].agg(["nunique", "first"])
+    assert (per_patient["nunique"] == 1).all()
+    assert per_patient["first"].value_counts().to_dict() == {"train": 50, "test": 30, "val": 20}
+    sick = out[out.label == 1].groupby("patient_id")["split"].first()
+    assert set(sick) == {"train", "val", "test"}  # patients with a finding are not all sent to test
+
+
+@pytest.mark.parametrize("strategy", ["patient_random", "normal_patients"])
+def test_split_fractions_apply_to_healthy_patients(strategy: str) -> None:
     patients = [f"p{i}" for i in range(100)]
-    out = assign_patient_splits(complete_columns(_frame(patients, [0] * 100), "t"), SplitConfig(0.2, 0.3, seed=1))
+    config = SplitConfig(0.2, 0.3, seed=1, strategy=strategy)
+    out = assign_patient_splits(complete_columns(_frame(patients, [0] * 100), "t"), config)
     assert out["split"].value_counts().to_dict() == {"train": 50, "test": 30, "val": 20}
+
+
+def test_unknown_strategy_names_the_choices() -> None:
+    with pytest.raises(ValueError, match=r"data.split.strategy=random is unknown; choose from \['patient_random'"):
+        SplitConfig(strategy="random")
 
 
 def test_enforce_rejects_a_patient_in_two_splits() -> None:
@@ -45,11 +70,11 @@ def test_enforce_rejects_a_patient_in_two_splits() -> None:
         enforce_split_rules(frame)
 
 
-def test_enforce_drops_abnormal_films_outside_test() -> None:
-    frame = complete_columns(_frame(["a", "b", "c"], [1, 0, 1]), "t")
-    frame["split"] = ["train", "train", "test"]
+def test_enforce_drops_abnormal_films_from_train_only() -> None:
+    frame = complete_columns(_frame(["a", "b", "c", "d"], [1, 0, 1, 1]), "t")
+    frame["split"] = ["train", "train", "val", "test"]
     out = enforce_split_rules(frame)
-    assert out["label"].tolist() == [0, 1]
+    assert out["patient_id"].tolist() == ["b", "c", "d"]  # val keeps its abnormal film
 
 
 def test_complete_columns_names_missing_columns() -> None:

@@ -50,20 +50,26 @@ def test_normative_maps_remove_the_view_shortcut_and_keep_lesions() -> None:
     assert auroc(lesion.astype(int), conditioned) > 0.95 > auroc(lesion.astype(int), raw)
 
 
-def test_validation_scores_are_cross_fitted() -> None:
+def test_threshold_on_calibration_films_hits_its_nominal_fpr_on_test_films() -> None:
+    """Calibration and test normals go through one model fitted on the reference films, so a q95 cut set on the
+    calibration films flags about 5% of normal test films. Thresholding the reference films' own (in-sample,
+    deflated) scores, as the cross-fitting-free scheme did, overshoots."""
     rng = np.random.default_rng(1)
-    maps = {i: rng.normal(1.0, 0.1, (4, 4)) for i in range(20)}
-    meta = {i: ENCODER.encode(50.0, "M", "PA").numpy() for i in range(20)}
-    val, test = normative_scores(
-        {i: maps[i] for i in range(10)}, {i: maps[i] for i in range(10, 20)}, meta, list(range(10))
-    )
-    in_sample = NormativeMap().fit(np.stack([maps[i] for i in range(10)]), np.stack([meta[i] for i in range(10)]))
-    assert list(val.index) == list(range(10)) and list(test.index) == list(range(10, 20))
-    # Out-of-fold scores of normal films are not deflated the way in-sample scores are.
-    assert (
-        val.mean()
-        > in_sample.score(np.stack([maps[i] for i in range(10)]), np.stack([meta[i] for i in range(10)])).mean()
-    )
+    n_ref, n_cal, n_test = 30, 400, 4000
+    n = n_ref + n_cal + n_test
+    views = np.where(rng.uniform(size=n) < 0.35, "AP", "PA")
+    meta = {i: ENCODER.encode(float(rng.uniform(20, 80)), "M", str(views[i])).numpy() for i in range(n)}
+    maps = {i: rng.normal(1.0 + 0.5 * (views[i] == "AP"), 0.1, (4, 4)) for i in range(n)}
+    reference, calibration = list(range(n_ref)), list(range(n_ref, n_ref + n_cal))
+    test = list(range(n_ref + n_cal, n))
+    scores = normative_scores(maps, meta, reference, calibration + test)
+    cut = np.percentile(scores.loc[calibration], 95)
+    assert abs(float((scores.loc[test] >= cut).mean()) - 0.05) < 0.02
+    in_sample = NormativeMap().fit(*(np.stack([d[i] for i in reference]) for d in (maps, meta)))
+    in_sample_cut = np.percentile(in_sample.score(*(np.stack([d[i] for i in reference]) for d in (maps, meta))), 95)
+    assert float((scores.loc[test] >= in_sample_cut).mean()) > 0.08
+    with pytest.raises(ValueError, match="both reference and scored"):
+        normative_scores(maps, meta, reference, [reference[0], *test[:3]])
 
 
 def test_position_spread_keeps_a_noisy_border_from_deciding_every_score() -> None:

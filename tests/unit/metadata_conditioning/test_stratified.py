@@ -34,3 +34,19 @@ def test_options_other_than_stratified_pass_scores_through() -> None:
     scores = pd.Series([1.0, 2.0])
     val, test = calibrate_scores({"name": "none"}, scores, scores, frame)
     assert val is scores and test is scores
+
+
+def test_stratified_threshold_on_calibration_films_hits_its_nominal_fpr() -> None:
+    """The per-group calibration is fitted on the reference films only; the calibration films that set the cut are
+    scored by it exactly as the test films are, so the test FPR sits at the nominal 5%."""
+    rng = np.random.default_rng(3)
+    n_ref, n_cal, n_test = 40, 400, 4000
+    n = n_ref + n_cal + n_test
+    frame = _frame(list(np.where(rng.uniform(size=n) < 0.35, "AP", "PA")))
+    frame["split"] = ["val"] * (n_ref + n_cal) + ["test"] * n_test
+    frame["val_role"] = ["reference"] * n_ref + ["calibration"] * n_cal + [""] * n_test
+    raw = pd.Series(rng.normal(0, 1, n) + 3.0 * (frame["view"] == "AP").to_numpy())
+    val, test = raw.iloc[: n_ref + n_cal], raw.iloc[n_ref + n_cal :]
+    val_scores, test_scores = calibrate_scores({"name": "stratified", "min_group_size": 10}, val, test, frame)
+    assert val_scores.index.tolist() == list(range(n_ref, n_ref + n_cal))  # reference films are not scored
+    assert abs(float((test_scores >= np.percentile(val_scores, 95)).mean()) - 0.05) < 0.02

@@ -154,3 +154,23 @@ def test_bad_tables_are_rejected_with_the_cause(table: pd.DataFrame) -> None:
         check_predictions(table.assign(view=["LL"] + ["PA"] * 5))
     with pytest.raises(ValueError, match=r"\[2\]"):
         check_predictions(table.assign(label=[0, 0, 0, 1, 1, 2]))
+
+
+def test_shortcuts_are_two_sided() -> None:
+    """Over-correction (AP normals scoring *below* PA normals) is a shortcut too: |leakage - 0.5| sees it."""
+    rng = np.random.default_rng(0)
+    n = 200
+    view = np.where(np.arange(n) % 2 == 0, "AP", "PA")
+    sex = np.where(np.arange(n) % 4 < 2, "F", "M")
+    frame = pd.DataFrame(
+        {"label": 0, "age": np.where(np.arange(n) % 3 == 0, 70.0, 30.0), "sex": sex, "view": view,
+         "finding_labels": "No Finding", "score": rng.normal(size=n) - 2.0 * (view == "AP")}
+    )  # fmt: skip
+    frame.loc[:9, ["label", "finding_labels"]] = [1, "Nodule"]
+    result = compute_image_metrics(frame, Threshold(0.0, "percentile", False))
+    assert result["normal_view_leakage_auroc"] < 0.2
+    assert result["view_shortcut"] == pytest.approx(0.5 - result["normal_view_leakage_auroc"])
+    assert result["view_shortcut"] > 0.3  # a one-sided "leakage below 0.5 is good" reading would call this a success
+    assert result["sex_shortcut"] < 0.15 and result["age_shortcut"] < 0.15  # sex and age carry nothing here
+    older = frame.assign(score=frame["score"] + 3.0 * (frame["age"] > 60))
+    assert compute_image_metrics(older, Threshold(0.0, "percentile", False))["age_shortcut"] > 0.3

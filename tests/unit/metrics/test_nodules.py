@@ -93,3 +93,27 @@ def test_no_nodules_gives_none_with_zero_counts(predictions: pd.DataFrame) -> No
 def test_bad_bands_name_the_fix(predictions: pd.DataFrame) -> None:
     with pytest.raises(ValueError, match=r"size_bands_mm=\[20.0, 10.0\] must be non-empty and increasing"):
         compute_nodule_metrics(predictions, size_bands_mm=(20.0, 10.0))
+
+
+def test_selection_band_is_the_smallest_band_that_exists_on_nih(shared_data: Path) -> None:
+    """NIH's boxed nodules are all >= 10 mm, so a fixed < 10 mm term is never measurable there: the selection's
+    nodule term takes the smallest band with enough positives and says which it took."""
+    from cxrad.data.nih import read_boxes, read_metadata
+
+    meta = read_metadata(shared_data / "nih_metadata" / "Data_Entry_2017_v2020.csv.gz")
+    boxes = read_boxes(shared_data / "nih_metadata" / "BBox_List_2017.csv.gz")
+    meta["boxes"] = meta["image_name"].map(boxes).fillna("")
+    nodules = meta[meta["boxes"].str.contains("Nodule") & meta["finding_labels"].str.contains("Nodule")]
+    normals = meta[meta["label"] == 0].head(200)
+    frame = pd.concat([nodules, normals], ignore_index=True)
+    frame["score"] = np.random.default_rng(0).normal(size=len(frame)) + frame["label"]
+    result = compute_nodule_metrics(frame)
+    bands = result["nodule_auroc_by_size"]
+    assert bands["<10 mm"]["n_positive"] == 0 and result["small_nodule_auroc"]["auroc"] is None
+    chosen = result["selection_nodule_auroc"]
+    counts = {name: bands[name]["n_positive"] for name in ("10-20 mm", "20-30 mm", ">=30 mm")}
+    smallest = next(name for name, count in counts.items() if count >= 20)
+    assert chosen["band"] == smallest and chosen["n_positive"] == counts[smallest]
+    assert chosen["auroc"] == bands[smallest]["auroc"] and "smallest nodule size band" in chosen["note"]
+    few = compute_nodule_metrics(frame, selection_min_positives=10_000)["selection_nodule_auroc"]
+    assert few["auroc"] is None and "no nodule term" in few["note"]  # said, never dropped silently

@@ -1,0 +1,104 @@
+"""Do thresholds hit their nominal FPR? Nominal (q95) vs measured FPR on normal test films, every conditioning option.
+
+Runs the real pipeline (``cxrad.run.run``, PatchCore + EfficientNet-Lite0 ImageNet weights, the default split and
+threshold) on the phantom and on the real ``nih64_dev`` films, and writes ``experiments/protocol_fpr.md`` and
+``.json``. The threshold is set on the calibration normals of the validation split, scored exactly as test films
+are; the measured FPR is the share of normal *test* films flagged.
+
+    .venv/bin/python benchmarks/protocol_fpr.py                  # 6 options x 2 data sets x seed 0 (~15 min, 2 CPUs)
+    .venv/bin/python benchmarks/protocol_fpr.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from cxrad.metadata_conditioning.options import OPTIONS
+from cxrad.run import run
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = {
+    "phantom": ["data.source.n_normal=600", "data.source.n_abnormal=200", "data.source.image_size=128"],
+    "nih64_dev": ["data=nih", "data.source.root=${paths.shared_data}/nih64_dev", "data.num_workers=0"],
+}
+COMMON = ["preprocessing.image_size=128", "progress_bar=false", "heatmap_top_k=0", "logger=none"]
+
+
+def one_run(data: str, option: str, seed: int, work: Path) -> dict:
+    overrides = [*DATA[data], *COMMON, f"metadata_conditioning={option}", f"seed={seed}"]
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(work / f"{data}_{option}_{seed}")
+        del cfg.hydra
+    metrics = run(cfg)
+    return {
+        "data": data,
+        "option": option,
+        "seed": seed,
+        "nominal_fpr": round(1 - float(metrics["threshold_params"].get("q", 95.0)) / 100, 4),
+        "test_fpr": metrics["fpr"],
+        "test_fpr_ci": [metrics["ci"]["fpr"]["low"], metrics["ci"]["fpr"]["high"]],
+        "fpr_ap_normals": metrics["fpr_ap_normals"],
+        "fpr_pa_normals": metrics["fpr_pa_normals"],
+        "n_test_normal": metrics["n_test_normal"],
+        "n_val_reference": metrics["n_val_reference"],
+        "n_val_calibration": metrics["n_val_calibration"],
+        "val_fpr": metrics["val_fpr"],
+    }
+
+
+def markdown(rows: list[dict], command: str) -> str:
+    def cell(value: object) -> str:
+        return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+    lines = [
+        "# Nominal vs measured FPR on normal test films",
+        "",
+        f"Regenerate: `{command}` (PatchCore, EfficientNet-Lite0 ImageNet weights, 128 px, default split and",
+        "percentile q95 threshold; CI: patient-bootstrap 95%).",
+        "",
+        "| data | option | seed | nominal FPR | test FPR [95% CI] | AP / PA normals | normal test films | "
+        "reference / calibration films |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        ci = f"[{cell(r['test_fpr_ci'][0])}, {cell(r['test_fpr_ci'][1])}]"
+        lines.append(
+            f"| {r['data']} | {r['option']} | {r['seed']} | {cell(r['nominal_fpr'])} | {cell(r['test_fpr'])} {ci} | "
+            f"{cell(r['fpr_ap_normals'])} / {cell(r['fpr_pa_normals'])} | {r['n_test_normal']} | "
+            f"{r['n_val_reference']} / {r['n_val_calibration']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
+    parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
+    parser.add_argument("--out", type=Path, default=REPO / "experiments" / "protocol_fpr")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for data in args.data:
+            for option in args.options:
+                for seed in args.seeds:
+                    rows.append(one_run(data, option, seed, Path(tmp)))
+                    print(json.dumps(rows[-1]), flush=True)
+    command = "python benchmarks/protocol_fpr.py " + " ".join(sys.argv[1:])
+    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(rows, command.strip()))
+
+
+if __name__ == "__main__":
+    main()
