@@ -57,15 +57,39 @@ def one_run(data: str, option: str, seed: int, work: Path) -> dict:
     }
 
 
-def markdown(rows: list[dict], command: str) -> str:
-    def cell(value: object) -> str:
-        return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+def cell(value: object) -> str:
+    return "n/a" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
+
+def summary(rows: list[dict]) -> list[str]:
+    """Mean test FPR over seeds per data set and option (one seed's FPR moves by several points)."""
+    lines = [
+        "| data | option | seeds | nominal FPR | mean test FPR (min to max) | mean normal test films | "
+        "mean calibration films |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    keys = dict.fromkeys((r["data"], r["option"]) for r in rows)
+    for data, option in keys:
+        group = [r for r in rows if (r["data"], r["option"]) == (data, option)]
+        fprs = [r["test_fpr"] for r in group]
+        lines.append(
+            f"| {data} | {option} | {len(group)} | {cell(group[0]['nominal_fpr'])} | {cell(sum(fprs) / len(fprs))} "
+            f"({cell(min(fprs))} to {cell(max(fprs))}) | {sum(r['n_test_normal'] for r in group) / len(group):.0f} | "
+            f"{sum(r['n_val_calibration'] for r in group) / len(group):.0f} |"
+        )
+    return lines
+
+
+def markdown(rows: list[dict], command: str) -> str:
     lines = [
         "# Nominal vs measured FPR on normal test films",
         "",
         f"Regenerate: `{command}` (PatchCore, EfficientNet-Lite0 ImageNet weights, 128 px, default split and",
-        "percentile q95 threshold; CI: patient-bootstrap 95%).",
+        "percentile q95 threshold (split-conformal order statistic); CI: patient-bootstrap 95%).",
+        "",
+        *summary(rows),
+        "",
+        "Per run:",
         "",
         "| data | option | seed | nominal FPR | test FPR [95% CI] | AP / PA normals | normal test films | "
         "reference / calibration films |",
@@ -87,7 +111,12 @@ def main() -> None:
     parser.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
     parser.add_argument("--options", nargs="+", default=list(OPTIONS), choices=list(OPTIONS))
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "protocol_fpr")
+    parser.add_argument("--render", action="store_true", help="only rewrite the .md from the saved .json")
     args = parser.parse_args()
+    if args.render:
+        saved = json.loads(args.out.with_suffix(".json").read_text())
+        args.out.with_suffix(".md").write_text(markdown(saved["rows"], saved["command"]))
+        return
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for data in args.data:
@@ -96,7 +125,7 @@ def main() -> None:
                     rows.append(one_run(data, option, seed, Path(tmp)))
                     print(json.dumps(rows[-1]), flush=True)
     command = "python benchmarks/protocol_fpr.py " + " ".join(sys.argv[1:])
-    args.out.with_suffix(".json").write_text(json.dumps(rows, indent=2))
+    args.out.with_suffix(".json").write_text(json.dumps({"command": command.strip(), "rows": rows}, indent=2))
     args.out.with_suffix(".md").write_text(markdown(rows, command.strip()))
 
 

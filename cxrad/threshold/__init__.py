@@ -4,7 +4,7 @@ Example:
     >>> import numpy as np
     >>> from cxrad.threshold import fit_threshold
     >>> fit_threshold("percentile", np.arange(101.0), q=95.0).value
-    95.0
+    96.0
 """
 
 from cxrad.threshold.fit import METHODS, Threshold, fit_threshold, per_group_threshold, threshold_from_config

@@ -58,6 +58,7 @@ def fit_threshold(
     n_components: int = 2,
     seed: int = 0,
     tail: float = 0.01,
+    conformal: bool = True,
 ) -> Threshold:
     """Fit a threshold with the named rule.
 
@@ -71,6 +72,7 @@ def fit_threshold(
         test_scores: Raw test scores, for ``f1_oracle`` only.
         test_labels: 0/1 test labels, for ``f1_oracle`` only.
         q: Percentile for ``percentile``.
+        conformal: ``percentile`` uses the split-conformal order statistic (see :func:`percentile_threshold`).
         n_components: Mixture size for ``gmm``.
         seed: EM random state for ``gmm``.
         tail: Target false-positive rate for ``gmm``.
@@ -83,7 +85,7 @@ def fit_threshold(
 
     Example:
         >>> fit_threshold("percentile", np.arange(101.0), q=90.0).value
-        90.0
+        91.0
     """
     if method not in METHODS:
         msg = f"unknown threshold method {method!r}; choose one of {', '.join(METHODS)}"
@@ -92,7 +94,8 @@ def fit_threshold(
     if method == "otsu":
         return Threshold(otsu_threshold(normal), method, False, {})
     if method == "percentile":
-        return Threshold(percentile_threshold(normal, q), method, False, {"q": float(q)})
+        params = {"q": float(q), "conformal": float(conformal)}
+        return Threshold(percentile_threshold(normal, q, conformal), method, False, params)
     if method == "gmm":
         value = gmm_threshold(normal, n_components=n_components, seed=seed, tail=tail)
         params = {"n_components": float(n_components), "seed": float(seed), "tail": float(tail)}
@@ -130,6 +133,7 @@ def per_group_threshold(
     q: float = 95.0,
     group_by: tuple[str, ...] = ("view",),
     min_group_size: int = 10,
+    conformal: bool = True,
 ) -> Threshold:
     """The q-th percentile of normal validation scores within each metadata group.
 
@@ -142,16 +146,16 @@ def per_group_threshold(
         >>> s = pd.Series(list(range(10)) + list(range(10, 20)), dtype=float)
         >>> t = per_group_threshold(s, f, q=50.0, min_group_size=5)
         >>> t.group_values
-        {'AP': 14.5, 'PA': 4.5}
+        {'AP': 15.0, 'PA': 5.0}
     """
-    overall = percentile_threshold(check_scores(normal_scores.to_numpy()), q)
+    overall = percentile_threshold(check_scores(normal_scores.to_numpy()), q, conformal)
     keys = group_keys(normal_frame, group_by)
     values = {
-        str(key): percentile_threshold(scores.to_numpy(), q)
+        str(key): percentile_threshold(scores.to_numpy(), q, conformal)
         for key, scores in normal_scores.groupby(keys.to_numpy())
         if len(scores) >= min_group_size
     }
-    params = {"q": float(q), "min_group_size": float(min_group_size)}
+    params = {"q": float(q), "min_group_size": float(min_group_size), "conformal": float(conformal)}
     return Threshold(overall, "per_group", False, params, tuple(group_by), dict(sorted(values.items())))
 
 

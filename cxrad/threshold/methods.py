@@ -10,6 +10,8 @@ Every rule flags an image as anomalous when ``score >= threshold`` (the scikit-l
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import ndtr
@@ -95,14 +97,20 @@ def _numpy_otsu(values: np.ndarray, nbins: int = OTSU_BINS) -> float:
     return float(centers[np.nanargmax(variance12)])
 
 
-def percentile_threshold(normal_scores: np.ndarray, q: float = 95.0) -> float:
-    """The q-th percentile of the normal validation scores (linear interpolation).
+def percentile_threshold(normal_scores: np.ndarray, q: float = 95.0, conformal: bool = True) -> float:
+    """A cut that flags about ``1 - q/100`` of new normal films, from the normal validation scores.
 
-    The expected false-positive rate on new normal films is about ``1 - q/100``.
+    ``conformal`` (default): the ``ceil((n + 1) q / 100)``-th smallest score, the split-conformal quantile. For new
+    normal films exchangeable with the ``n`` validation films the expected FPR is ``(n + 1 - k) / (n + 1)``: at most
+    the nominal rate and within ``1 / (n + 1)`` of it. The linearly interpolated percentile (``conformal=False``)
+    sits between the ``q (n - 1) / 100``-th order statistics instead, which overshoots on small calibration sets:
+    7.0% expected FPR at a nominal 5% with 44 films. Fewer than ``100 / (100 - q) - 1`` films cannot support the
+    cut; the maximum is then used (FPR about ``1 / (n + 1)``, above nominal only when ``n`` is tiny).
 
     Args:
         normal_scores: Raw anomaly scores of normal validation films.
         q: Percentile in [0, 100].
+        conformal: Use the split-conformal order statistic (else numpy's linear interpolation).
 
     Returns:
         The threshold.
@@ -111,13 +119,17 @@ def percentile_threshold(normal_scores: np.ndarray, q: float = 95.0) -> float:
         ValueError: If ``q`` is outside [0, 100].
 
     Example:
-        >>> percentile_threshold(np.arange(101.0), q=95.0)
-        95.0
+        >>> percentile_threshold(np.arange(101.0), q=95.0), percentile_threshold(np.arange(101.0), 95.0, False)
+        (96.0, 95.0)
     """
     if not 0.0 <= q <= 100.0:
         msg = f"percentile q={q} is outside [0, 100]; pass e.g. q=95.0 for a 5% false-positive target"
         raise ValueError(msg)
-    return float(np.percentile(check_scores(normal_scores), q))
+    values = check_scores(normal_scores)
+    if not conformal:
+        return float(np.percentile(values, q))
+    rank = math.ceil((values.size + 1) * q / 100.0 - 1e-9)  # 1-based; the tolerance absorbs float error
+    return float(np.sort(values)[min(max(rank, 1), values.size) - 1])
 
 
 def gmm_threshold(normal_scores: np.ndarray, n_components: int = 2, seed: int = 0, tail: float = 0.01) -> float:

@@ -4,16 +4,17 @@ import pytest
 
 from cxrad.metrics import compute_image_metrics
 from cxrad.threshold import per_group_threshold
+from cxrad.threshold.methods import percentile_threshold
 
 
 def test_each_view_gets_its_own_percentile_and_small_groups_fall_back() -> None:
     frame = pd.DataFrame({"view": ["PA"] * 20 + ["AP"] * 20 + ["unknown"] * 3, "age": 50.0})
     scores = pd.Series(np.r_[np.arange(20.0), np.arange(20.0) + 100, [500.0, 500.0, 500.0]])
     threshold = per_group_threshold(scores, frame, q=50.0, min_group_size=10)
-    assert threshold.group_values == {"AP": 109.5, "PA": 9.5}
-    assert threshold.value == pytest.approx(np.percentile(scores, 50.0))
+    assert threshold.group_values == {"AP": 110.0, "PA": 10.0}  # the ceil(21 * 0.5) = 11th of each view's 20
+    assert threshold.value == pytest.approx(percentile_threshold(scores.to_numpy(), 50.0))
     cuts = threshold.cuts(pd.DataFrame({"view": ["AP", "PA", "unknown"], "age": 50.0}))
-    assert cuts.tolist() == [109.5, 9.5, threshold.value]
+    assert cuts.tolist() == [110.0, 10.0, threshold.value]
 
 
 def test_per_group_cut_equalises_false_positive_rates() -> None:
