@@ -58,6 +58,7 @@ SETTINGS = {
     "nih64_lite0": [
         "data=nih",
         "data.source.root=${paths.shared_data}/nih64_sample",
+        "data.split.strategy=normal_patients",  # one patient holds 19 of nih64_sample's 20 abnormal films
         "preprocessing.image_size=64",
         "data.split.val_fraction=0.4",
         "data.split.test_fraction=0.1",
