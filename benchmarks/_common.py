@@ -34,6 +34,23 @@ def compose_config(*overrides: str) -> DictConfig:
         return compose("config", overrides=list(overrides))
 
 
+def run_pipeline(overrides: list[str], output_dir: Path) -> tuple[DictConfig, dict]:
+    """Compose the real config with ``overrides`` as Hydra would for one job and run ``cxrad.run`` into
+    ``output_dir``; return the composed config and the run's metrics."""
+    from hydra.core.hydra_config import HydraConfig
+    from omegaconf import open_dict
+
+    from cxrad.run import run
+
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(output_dir)
+        del cfg.hydra
+    return cfg, run(cfg)
+
+
 def backbone_config(cfg: DictConfig) -> BackboneConfig:
     return BackboneConfig(**OmegaConf.to_container(cfg.backbone, resolve=True))
 

@@ -17,14 +17,10 @@ import tempfile
 from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from _common import REPO, run_pipeline
 
 from cxrad.metadata_conditioning.options import OPTIONS
-from cxrad.run import run
 
-REPO = Path(__file__).resolve().parents[1]
 DEVICE = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"{os.cpu_count()} CPU cores"
 COLUMNS = (
     "image_auroc",
@@ -96,13 +92,7 @@ def run_one(setting: str, model: str, conditioning: str, out_root: Path, args: a
         *([f"model.max_epochs={args.epochs}"] if model in TRAINED_MODELS else []),
         *args.extra,
     ]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(out_root / f"{setting}-{model}-{'-'.join([option, *extra])}")
-        del cfg.hydra
-    metrics = run(cfg)
+    cfg, metrics = run_pipeline(overrides, out_root / f"{setting}-{model}-{'-'.join([option, *extra])}")
     return {
         "setting": setting,
         "model": model,

@@ -17,14 +17,10 @@ import sys
 import tempfile
 from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from hydra.core.hydra_config import HydraConfig
-from omegaconf import open_dict
+from _common import REPO, run_pipeline
 
 from cxrad.metadata_conditioning.options import OPTIONS
-from cxrad.run import run
 
-REPO = Path(__file__).resolve().parents[1]
 DATA = {
     "phantom": ["data.source.n_normal=600", "data.source.n_abnormal=200", "data.source.image_size=128"],
     "nih64_dev": ["data=nih", "data.source.root=${paths.shared_data}/nih64_dev", "data.num_workers=0"],
@@ -34,13 +30,7 @@ COMMON = ["preprocessing.image_size=128", "progress_bar=false", "heatmap_top_k=0
 
 def one_run(data: str, option: str, seed: int, work: Path) -> dict:
     overrides = [*DATA[data], *COMMON, f"metadata_conditioning={option}", f"seed={seed}"]
-    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
-    HydraConfig.instance().set_config(cfg)
-    with open_dict(cfg):
-        cfg.paths.output_dir = str(work / f"{data}_{option}_{seed}")
-        del cfg.hydra
-    metrics = run(cfg)
+    _, metrics = run_pipeline(overrides, work / f"{data}_{option}_{seed}")
     return {
         "data": data,
         "option": option,

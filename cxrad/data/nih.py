@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from cxrad.data.metadata import UNKNOWN, VIEWS, parse_view
-from cxrad.data.table import NORMAL_FINDING
+from cxrad.data.table import NORMAL_FINDING, patients_with_findings
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +101,7 @@ def mark_patients_with_findings(frame: pd.DataFrame) -> pd.DataFrame:
     Computed on the whole metadata, before the view filter and the missing-image drop, so that the
     ``normal_patients`` split knows a patient's findings even when his abnormal films are not loaded.
     """
-    sick = frame.loc[frame["label"] == 1, "patient_id"].unique()
-    return frame.assign(patient_has_finding=frame["patient_id"].isin(sick))
+    return frame.assign(patient_has_finding=frame["patient_id"].isin(patients_with_findings(frame)))
 
 
 def select_metadata(

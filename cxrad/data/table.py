@@ -172,11 +172,12 @@ def balanced_patient_splits(frame: pd.DataFrame, config: SplitConfig) -> pd.Seri
     films = counts.fillna(0).to_numpy(np.float64)  # (patient, kind): normal non-AP, normal AP, abnormal
     fractions = np.array([1.0 - config.val_fraction - config.test_fraction, config.val_fraction, config.test_fraction])
     edges = np.cumsum(fractions)[:-1]
+    sizes = films.sum(1)
     rng = np.random.default_rng(config.seed)
     best, best_cost = None, np.inf
     for _ in range(RERANDOMISATIONS):
         order = rng.permutation(len(films))
-        position = (np.cumsum(films[order].sum(1)) - 0.5 * films[order].sum(1)) / films.sum()
+        position = (np.cumsum(sizes[order]) - 0.5 * sizes[order]) / sizes.sum()
         split = np.empty(len(films), dtype=np.int64)
         split[order] = np.searchsorted(edges, position, side="right")
         cost = _imbalance(films, split, fractions)

@@ -205,7 +205,7 @@ def require_normal_validation(conditioning: Mapping[str, object], samples: pd.Da
     if not conditions_maps(conditioning):
         return
     reference = samples.loc[films_with_role(samples, REFERENCE)]
-    n_reference = len(reference)
+    n_reference, n_calibration = len(reference), len(films_with_role(samples, CALIBRATION))
     per_view = reference.loc[reference["view"].isin(VIEWS), "view"].value_counts()  # unknown: no group of its own
     few = {str(view): int(count) for view, count in per_view.items() if count < FEW_REFERENCE_FILMS}
     if few and n_reference >= MIN_NORMAL_VAL:
@@ -217,10 +217,10 @@ def require_normal_validation(conditioning: Mapping[str, object], samples: pd.Da
             ", ".join(f"{view}: {count}" for view, count in few.items()),
             FEW_REFERENCE_FILMS,
         )
-    if n_reference < MIN_NORMAL_VAL or not films_with_role(samples, CALIBRATION):
+    if n_reference < MIN_NORMAL_VAL or not n_calibration:
         msg = (
             f"metadata_conditioning={conditioning.get('name')} needs >= {MIN_NORMAL_VAL} normal reference films and "
-            f"some normal calibration films in val, got {n_reference} and {len(films_with_role(samples, CALIBRATION))};"
+            f"some normal calibration films in val, got {n_reference} and {n_calibration};"
             " raise data.split.val_fraction or use metadata_conditioning=none/film"
         )
         raise ValueError(msg)
