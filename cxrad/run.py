@@ -6,9 +6,11 @@ The pipeline reads top to bottom; every step lives in the module it names.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import hydra
+import pandas as pd
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import seed_everything
 from omegaconf import DictConfig
@@ -19,28 +21,44 @@ from cxrad.data.samples import load_samples
 from cxrad.logger import tracker
 from cxrad.metadata_conditioning import (
     REFERENCE,
-    REFERENCE_FILE,
     assign_val_roles,
-    calibrate_scores,
     calibration_rows,
     films_with_role,
     normative_map_collector,
     require_normal_validation,
     role_counts,
-    save_reference,
-    scored_maps,
+    used_covariates,
 )
+from cxrad.metadata_conditioning.apply import films_of, fitted_conditioner
+from cxrad.metadata_conditioning.normative import GridMapCollector
 from cxrad.metrics import compute_localization_metrics, split_metrics, validation_metrics
 from cxrad.model.checkpoint import fit_or_resume, prepare_resume
 from cxrad.model.components.distributed import rank
 from cxrad.model.factory import build_detector, make_engine
 from cxrad.preprocessing import PreprocessConfig
 from cxrad.report.outputs import predictions_table, val_scores_table, write_csv, write_json, write_run_figures
-from cxrad.scoring import on_scored_maps, predict_scores
+from cxrad.scoring import Scores, on_scored_maps, predict_scores
 from cxrad.threshold import threshold_from_config
 from cxrad.validate import validate
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class ScoredRun:
+    """A fitted detector's raw scores of the validation and test films: what every conditioning option scores from.
+
+    ``grid_maps`` holds the films' pooled anomaly maps when the option standardises maps; ``skipped`` the films
+    skipped before or while scoring.
+    """
+
+    samples: pd.DataFrame
+    val: Scores
+    test: Scores
+    grid_maps: GridMapCollector | None
+    preprocess: PreprocessConfig
+    fit: dict
+    skipped: pd.DataFrame
 
 
 def run(cfg: DictConfig) -> dict:
@@ -48,56 +66,12 @@ def run(cfg: DictConfig) -> dict:
     validate(cfg)
     seed_everything(cfg.seed, workers=True)
     out_dir = Path(cfg.paths.output_dir)
-    resume = prepare_resume(cfg.resume_from, out_dir, cfg.model.max_epochs)
     with tracker(cfg, out_dir, sweep_name=_sweep_name()) as track:
         samples, data_report, skipped = load_samples(cfg.data, cfg.seed, cfg.preprocessing.image_size)
-        samples = assign_val_roles(samples, cfg.metadata_conditioning, cfg.seed)  # reference / calibration / selection
-        write_csv(out_dir / "samples.csv", samples)
-        require_normal_validation(cfg.metadata_conditioning, samples)  # before any fitting
-        write_csv(out_dir / "skipped.csv", skipped)  # now, in case the run stops; completed after scoring
-        preprocess = PreprocessConfig(**cfg.preprocessing)
-        loaders = make_loaders(samples, preprocess, cfg.data, cfg.seed, skip_log=out_dir / DECODE_SKIP_LOG)
-        model = build_detector(cfg, preprocess.image_size)
-        grid_maps = normative_map_collector(cfg.metadata_conditioning)  # None unless conditioning=normative
-        engine, collector = make_engine(cfg, out_dir, *filter(None, [grid_maps]))
-        collector.keep_masks = grid_maps is not None  # localization is redone on the conditioned maps
-        fit = fit_or_resume(engine, model, loaders["train"], resume, samples)
-        if rank() != 0:  # a DDP fit's other ranks are done: their shards are merged into rank 0's bank
+        scored = fit_and_score(cfg, out_dir, samples, skipped)
+        if scored is None:  # a DDP fit's other ranks are done: their shards are merged into rank 0's bank
             return {}
-        if cfg.get("devices", 1) > 1:  # a DDP engine would shard the films it scores
-            engine, collector = make_engine(cfg, out_dir, *filter(None, [grid_maps]), devices=1)
-            collector.keep_masks = grid_maps is not None
-        val = predict_scores(engine, model, loaders["val"], collector)
-        test = predict_scores(engine, model, loaders["test"], collector, k_maps=cfg.heatmap_top_k)
-        val_score, test_score = calibrate_scores(cfg.metadata_conditioning, val.score, test.score, samples, grid_maps)
-        if grid_maps is not None:  # what cxrad.predict needs to score new films as the test films were
-            reference = films_with_role(samples, REFERENCE, val.score.index)
-            save_reference(out_dir / REFERENCE_FILE, grid_maps, reference)
-            # localization and heatmaps on the map that was scored, not the detector's raw map
-            conditioned = scored_maps(cfg.metadata_conditioning, grid_maps, reference, list(test.score.index))
-            test = on_scored_maps(test, conditioned, test_score, cfg.heatmap_top_k)
-        threshold = threshold_from_config(cfg.threshold, val_score, test_score, samples, seed=cfg.seed)
-        predictions = predictions_table(samples, test_score, threshold)
-        val_table = val_scores_table(samples, val.score, val_score, val.map_max, threshold)
-        skipped = with_logged_skips(skipped, out_dir / DECODE_SKIP_LOG)  # + films that failed to decode
-        metrics = {
-            **split_metrics(predictions, threshold, cfg.metrics, seed=cfg.seed),
-            **validation_metrics(predictions_table(samples, val_score, threshold), threshold, cfg.metrics),
-            **compute_localization_metrics(
-                test.localization, test.map_max, predictions, calibration_rows(val_table), threshold
-            ),
-            **_run_facts(cfg),
-            **data_report,
-            **role_counts(samples),
-            **skip_counts(skipped),
-            **fit,
-            "test_seconds": test.seconds,
-        }
-        write_csv(out_dir / "predictions.csv", predictions)
-        write_csv(out_dir / "skipped.csv", skipped)
-        write_csv(out_dir / "val_scores.csv", val_table)
-        write_json(out_dir / "metrics.json", metrics)
-        figures = write_run_figures(out_dir, samples, predictions, threshold, test.maps, preprocess)
+        metrics, figures, predictions = evaluate(cfg, scored, out_dir, data_report)
         track.log_metrics(metrics)
         track.log_predictions(predictions)
         track.log_images(figures)
@@ -109,6 +83,85 @@ def run(cfg: DictConfig) -> dict:
         out_dir,
     )
     return metrics
+
+
+def fit_and_score(cfg: DictConfig, out_dir: Path, samples: pd.DataFrame, skipped: pd.DataFrame) -> ScoredRun | None:
+    """Fit the configured detector on the training films and score the validation and test films (raw scores).
+
+    ``None`` on the extra ranks of a multi-device fit. Options that change nothing inside the detector can all be
+    evaluated from one such fit (``benchmarks/real_films.py`` does: the maps are kept under a map option).
+    """
+    resume = prepare_resume(cfg.resume_from, out_dir, cfg.model.max_epochs)
+    samples = assign_val_roles(samples, cfg.metadata_conditioning, cfg.seed)  # reference / calibration / selection
+    write_csv(out_dir / "samples.csv", samples)
+    require_normal_validation(cfg.metadata_conditioning, samples)  # before any fitting
+    write_csv(out_dir / "skipped.csv", skipped)  # now, in case the run stops; completed after scoring
+    preprocess = PreprocessConfig(**cfg.preprocessing)
+    loaders = make_loaders(samples, preprocess, cfg.data, cfg.seed, skip_log=out_dir / DECODE_SKIP_LOG)
+    model = build_detector(cfg, preprocess.image_size)
+    grid_maps = normative_map_collector(cfg.metadata_conditioning)
+    engine, collector = make_engine(cfg, out_dir, *filter(None, [grid_maps]))
+    collector.keep_masks = grid_maps is not None  # localization is redone on the conditioned maps
+    fit = fit_or_resume(engine, model, loaders["train"], resume, samples)
+    if rank() != 0:
+        return None
+    if cfg.get("devices", 1) > 1:  # a DDP engine would shard the films it scores
+        engine, collector = make_engine(cfg, out_dir, *filter(None, [grid_maps]), devices=1)
+        collector.keep_masks = grid_maps is not None
+    val = predict_scores(engine, model, loaders["val"], collector)
+    test = predict_scores(engine, model, loaders["test"], collector, k_maps=cfg.heatmap_top_k)
+    skipped = with_logged_skips(skipped, out_dir / DECODE_SKIP_LOG)  # + films that failed to decode
+    return ScoredRun(samples, val, test, grid_maps, preprocess, fit, skipped)
+
+
+def evaluate(cfg: DictConfig, scored: ScoredRun, out_dir: Path, report: dict) -> tuple[dict, list[Path], pd.DataFrame]:
+    """Score the films under ``cfg.metadata_conditioning``, set the threshold, measure, write the run's outputs.
+
+    ``scored.samples`` carries the validation roles the option needs (:func:`assign_val_roles`).
+    """
+    conditioning, samples, val, test, grid_maps = (
+        cfg.metadata_conditioning,
+        scored.samples,
+        scored.val,
+        scored.test,
+        scored.grid_maps,
+    )
+    raw = pd.concat([val.score, test.score])
+    conditioner = fitted_conditioner(conditioning, raw, samples, grid_maps)  # fitted on the reference films
+    val_score, test_score = val.score, test.score
+    if conditioner is not None:
+        reference = set(films_with_role(samples, REFERENCE, val.score.index))
+        scored_val = [int(i) for i in val.score.index if i not in reference]
+        val_score = conditioner.score(films_of(scored_val, raw, samples, grid_maps))
+        test_films = films_of(list(test.score.index), raw, samples, grid_maps)
+        test_score = conditioner.score(test_films).loc[test.score.index]
+        conditioner.save(out_dir, films_of(sorted(reference), raw, samples, grid_maps))  # for cxrad.predict
+        conditioned = conditioner.conditioned_maps(test_films)
+        if conditioned:  # localization and heatmaps on the map that was scored, not the detector's raw map
+            test = on_scored_maps(test, conditioned, test_score, cfg.heatmap_top_k)
+    threshold = threshold_from_config(cfg.threshold, val_score, test_score, samples, seed=cfg.seed)
+    predictions = predictions_table(samples, test_score, threshold)
+    val_table = val_scores_table(samples, val.score, val_score, val.map_max, threshold)
+    metrics = {
+        **split_metrics(predictions, threshold, cfg.metrics, seed=cfg.seed),
+        **validation_metrics(predictions_table(samples, val_score, threshold), threshold, cfg.metrics),
+        **compute_localization_metrics(
+            test.localization, test.map_max, predictions, calibration_rows(val_table), threshold
+        ),
+        **_run_facts(cfg),
+        **report,
+        **role_counts(samples),
+        **used_covariates(conditioning, samples),
+        **skip_counts(scored.skipped),
+        **scored.fit,
+        "test_seconds": test.seconds,
+    }
+    write_csv(out_dir / "predictions.csv", predictions)
+    write_csv(out_dir / "skipped.csv", scored.skipped)
+    write_csv(out_dir / "val_scores.csv", val_table)
+    write_json(out_dir / "metrics.json", metrics)
+    figures = write_run_figures(out_dir, samples, predictions, threshold, test.maps, scored.preprocess)
+    return metrics, figures, predictions
 
 
 def _run_facts(cfg: DictConfig) -> dict[str, str]:

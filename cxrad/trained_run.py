@@ -23,8 +23,7 @@ from anomalib.models import AnomalibModule
 from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 
-from cxrad.metadata_conditioning import calibrate_scores, reference_scores
-from cxrad.metadata_conditioning.options import MODEL_OPTIONS, calibrates_scores, conditions_maps
+from cxrad.metadata_conditioning.apply import rescore_new_films
 from cxrad.model.checkpoint import find_checkpoint, load_weights, read_checkpoint
 from cxrad.model.factory import build_detector
 from cxrad.preprocessing import PreprocessConfig
@@ -132,26 +131,6 @@ def to_threshold_units(
         anomaly_maps: The films' anomaly maps, in ``raw``'s order (normative options only).
         metadata: Their encoded metadata as the model received it (the batch's ``metadata``; normative only).
     """
-    name = cfg.metadata_conditioning.name
-    if name in MODEL_OPTIONS:
-        return raw
-    if conditions_maps(cfg.metadata_conditioning):
-        if anomaly_maps is None or metadata is None:
-            msg = f"metadata_conditioning={name} scores films from their anomaly maps; pass anomaly_maps and metadata"
-            raise ValueError(msg)
-        if isinstance(metadata, torch.Tensor):
-            metadata = metadata.detach().cpu().numpy()
-        scores = reference_scores(Path(run_dir), cfg.metadata_conditioning, anomaly_maps, metadata)
-        return pd.Series(scores, index=raw.index, name="score")
-    if not calibrates_scores(cfg.metadata_conditioning):
-        msg = f"metadata_conditioning={name} is unknown to cxrad.trained_run; score films with a run of cxrad's options"
-        raise ValueError(msg)
-    path = Path(run_dir) / "val_scores.csv"
-    if not path.is_file():
-        msg = f"{path} does not exist: the run predates val_scores.csv; rerun it to score calibrated films"
-        raise FileNotFoundError(msg)
-    val = pd.read_csv(path)
-    val.index = -1 - val.index  # keep validation rows apart from the new films' index
-    samples = pd.concat([val.assign(label=0), frame.assign(label=0)])
-    _, calibrated = calibrate_scores(cfg.metadata_conditioning, val["raw_score"], raw, samples)
-    return calibrated
+    if isinstance(metadata, torch.Tensor):
+        metadata = metadata.detach().cpu().numpy()
+    return rescore_new_films(Path(run_dir), cfg.metadata_conditioning, raw, frame, anomaly_maps, metadata)

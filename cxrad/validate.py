@@ -6,7 +6,7 @@ from omegaconf import DictConfig
 
 from cxrad.backbone import validate_layers
 from cxrad.metadata_conditioning.normative import map_pool, map_settings
-from cxrad.metadata_conditioning.options import OPTIONS, conditions_features, conditions_maps
+from cxrad.metadata_conditioning.options import check_option, conditions_features, conditions_maps
 from cxrad.model.components.knn import SEARCH_METHODS
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
 
@@ -32,8 +32,7 @@ def validate(cfg: DictConfig) -> None:
         _fail(f"model.detector.search={cfg.model.detector.search} is unknown; choose from {list(SEARCH_METHODS)}")
     if cfg.get("devices", 1) > 1 and model not in ("patchcore", "padim"):
         _fail(f"devices={cfg.devices} (a multi-device fit) is wired for model=patchcore and model=padim; use devices=1")
-    if cfg.metadata_conditioning.name not in OPTIONS:
-        _fail(f"metadata_conditioning={cfg.metadata_conditioning.name} is unknown; choose from {OPTIONS}")
+    check_option(cfg.metadata_conditioning)  # raises naming the unknown part and the choices
     if conditions_maps(cfg.metadata_conditioning):
         map_pool(cfg.metadata_conditioning)  # these raise naming the choices
         map_settings(cfg.metadata_conditioning)

@@ -23,6 +23,16 @@ MAX_AGE_YEARS = 120.0
 AGE_MEAN_YEARS = 50.0
 AGE_STD_YEARS = 20.0
 
+# The covariates a conditioning option can use, and the encoder features each one occupies.
+COVARIATES = ("view", "sex", "age")
+COVARIATE_FEATURES = {
+    "age": ("age_z", "age_missing"),
+    "sex": ("sex_M", "sex_F", "sex_unknown"),
+    "view": ("view_PA", "view_AP", "view_unknown"),
+}
+# The known levels whose films a reference must hold enough of before a covariate is fitted (age: known ages).
+COVARIATE_LEVELS = {"age": ("age_known",), "sex": ("sex_M", "sex_F"), "view": ("view_PA", "view_AP")}
+
 _AGE_PATTERN = re.compile(r"^\s*0*(\d+(?:\.\d+)?)\s*([YMWD]?)\s*$", re.IGNORECASE)
 _AGE_UNIT_TO_YEARS = {"": 1.0, "Y": 1.0, "M": 1 / 12, "W": 7 / 365.25, "D": 1 / 365.25}
 _SEX_ALIASES = {"M": "M", "MALE": "M", "F": "F", "FEMALE": "F"}
@@ -123,3 +133,64 @@ class MetadataEncoder:
 
     def encode_many(self, rows: Iterable[tuple[float, str, str]]) -> torch.Tensor:
         return torch.stack([self.encode(*row) for row in rows])
+
+
+def check_covariates(covariates: Iterable[str] | None) -> tuple[str, ...]:
+    """The configured covariates in :data:`COVARIATES` order (``None``: all), or ``ValueError`` naming the bad one."""
+    chosen = COVARIATES if covariates is None else tuple(str(c) for c in covariates)
+    unknown = [c for c in chosen if c not in COVARIATES]
+    if unknown:
+        msg = (
+            f"metadata_conditioning.covariates has unknown {unknown}; choose a subset of {list(COVARIATES)}, "
+            "e.g. metadata_conditioning.covariates=[view]"
+        )
+        raise ValueError(msg)
+    return tuple(c for c in COVARIATES if c in chosen)
+
+
+def covariate_columns(covariates: Iterable[str] | None) -> list[int]:
+    """Columns of :class:`MetadataEncoder`'s vector that hold ``covariates`` (``None``: all), in encoder order.
+
+    Example:
+        >>> covariate_columns(["view"])
+        [5, 6, 7]
+    """
+    names = MetadataEncoder().names
+    wanted = {feature for c in check_covariates(covariates) for feature in COVARIATE_FEATURES[c]}
+    return [i for i, name in enumerate(names) if name in wanted]
+
+
+def covariate_support(metadata: np.ndarray, covariates: Iterable[str] | None) -> dict[str, int]:
+    """Reference films behind each covariate: the fewest films of any of its known levels.
+
+    ``metadata`` is encoded by :class:`MetadataEncoder` (all columns). A view is only estimated from the films of
+    that view, so the view covariate is as well supported as its rarer view; age by the films of known age.
+    """
+    names = MetadataEncoder().names
+    x = np.asarray(metadata, dtype=np.float64).reshape(-1, len(names))
+    counts: dict[str, int] = {}
+    for covariate in check_covariates(covariates):
+        if covariate == "age":
+            counts[covariate] = int((x[:, names.index("age_missing")] == 0).sum())
+        else:
+            counts[covariate] = int(min((x[:, names.index(level)] > 0).sum() for level in COVARIATE_LEVELS[covariate]))
+    return counts
+
+
+def supported_covariates(
+    metadata: np.ndarray, covariates: Iterable[str] | None, min_films: int
+) -> tuple[tuple[str, ...], dict[str, int]]:
+    """The covariates a reference of encoded ``metadata`` can support, and those it cannot with their film counts.
+
+    A covariate is kept when each of its known levels has at least ``min_films`` reference films (age: films of
+    known age): a correction estimated from a handful of films adds their noise to every film it is applied to.
+
+    Example:
+        >>> enc = MetadataEncoder()
+        >>> rows = enc.encode_many([(50.0, "M", "PA")] * 12 + [(60.0, "F", "AP")] * 3).numpy()
+        >>> supported_covariates(rows, ["view", "sex", "age"], min_films=10)
+        (('age',), {'view': 3, 'sex': 3})
+    """
+    counts = covariate_support(metadata, covariates)
+    kept = tuple(c for c, n in counts.items() if n >= min_films)
+    return kept, {c: n for c, n in counts.items() if n < min_films}

@@ -1,5 +1,6 @@
 """Conditioning detectors on patient metadata (age, sex, view): FiLM layers and stratified baselines."""
 
+from cxrad.metadata_conditioning.apply import calibrate_scores
 from cxrad.metadata_conditioning.film import FiLM, MLPFiLM, NormativeFiLM
 from cxrad.metadata_conditioning.normative import (
     REFERENCE_FILE,
@@ -9,7 +10,6 @@ from cxrad.metadata_conditioning.normative import (
     reference_scores,
     require_normal_validation,
     save_reference,
-    scored_maps,
 )
 from cxrad.metadata_conditioning.reference import (
     CALIBRATION,
@@ -21,9 +21,10 @@ from cxrad.metadata_conditioning.reference import (
     films_with_role,
     role_counts,
 )
-from cxrad.metadata_conditioning.stratified import GroupCalibration, calibrate_scores
+from cxrad.metadata_conditioning.stratified import GroupCalibration, used_covariates
 
 __all__ = [
+    "used_covariates",
     "CALIBRATION",
     "REFERENCE",
     "ROLE_COLUMN",
@@ -44,5 +45,4 @@ __all__ = [
     "reference_scores",
     "require_normal_validation",
     "save_reference",
-    "scored_maps",
 ]

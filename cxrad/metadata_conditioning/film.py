@@ -20,14 +20,24 @@ from torch import nn
 
 
 class FiLM(nn.Module):
-    """Base class: ``forward(x, metadata)`` modulates ``x`` of shape ``(B, C, H, W)``."""
+    """Base class: ``forward(x, metadata)`` modulates ``x`` of shape ``(B, C, H, W)``.
+
+    ``columns`` (default all) are the metadata columns it reads: the configured covariates'
+    (:func:`cxrad.data.metadata.covariate_columns`); batches always carry the whole encoding.
+    """
+
+    columns: list[int] | None = None
+
+    def select(self, metadata: torch.Tensor) -> torch.Tensor:
+        """The columns of ``metadata`` this FiLM conditions on."""
+        return metadata if self.columns is None else metadata[:, self.columns]
 
     def parameters_for(self, metadata: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``(gamma, beta)`` broadcastable to ``(B, C, H, W)``."""
         raise NotImplementedError
 
     def forward(self, features: torch.Tensor, metadata: torch.Tensor) -> torch.Tensor:
-        gamma, beta = self.parameters_for(metadata.to(features.dtype))
+        gamma, beta = self.parameters_for(self.select(metadata).to(features.dtype))
         return gamma * features + beta
 
 
@@ -41,7 +51,7 @@ class NormativeFiLM(FiLM):
         min_std_ratio: floor of ``sigma(m)`` as a fraction of ``sigma_bar`` (keeps ``gamma`` bounded).
         scale: also equalise the spread (``gamma != 1``); False shifts means only.
         per_position: parameters per channel and position (else per channel, pooled over positions).
-        per_position: parameters per channel and position (else per channel, pooled over positions).
+        columns: the metadata columns read (default all; ``metadata_dim`` is their number).
 
     Example:
         >>> film = NormativeFiLM(metadata_dim=1, per_position=True)
@@ -61,8 +71,10 @@ class NormativeFiLM(FiLM):
         min_std_ratio: float = 0.2,
         scale: bool = True,
         per_position: bool = False,
+        columns: list[int] | None = None,
     ) -> None:
         super().__init__()
+        self.columns = columns
         self.per_position = per_position
         self.metadata_dim = metadata_dim
         self.prior_count = prior_count
@@ -92,6 +104,7 @@ class NormativeFiLM(FiLM):
         moments; otherwise moments are pooled over positions and the FiLM is per channel.
         """
         prior = self.prior_count if prior_count is None else prior_count
+        metadata = self.select(metadata)
         pooled = not self.per_position and features.dim() == 4
         x = features.double()
         m = metadata.double().to(x.device)
@@ -148,10 +161,12 @@ class MLPFiLM(FiLM):
         metadata_dim: length of the metadata encoding.
         channels: feature channels modulated.
         hidden: MLP width.
+        columns: the metadata columns read (default all; ``metadata_dim`` is their number).
     """
 
-    def __init__(self, metadata_dim: int, channels: int, hidden: int = 64) -> None:
+    def __init__(self, metadata_dim: int, channels: int, hidden: int = 64, columns: list[int] | None = None) -> None:
         super().__init__()
+        self.columns = columns
         self.channels = channels
         self.net = nn.Sequential(nn.Linear(metadata_dim, hidden), nn.SiLU(), nn.Linear(hidden, 2 * channels))
         nn.init.zeros_(self.net[-1].weight)

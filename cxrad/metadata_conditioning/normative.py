@@ -30,6 +30,7 @@ import functools
 import logging
 from collections.abc import Collection, Mapping
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -37,9 +38,9 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback
 
-from cxrad.data.metadata import VIEWS
+from cxrad.data.metadata import COVARIATES, VIEWS, check_covariates, covariate_columns, supported_covariates
 from cxrad.metadata_conditioning.film import NormativeFiLM
-from cxrad.metadata_conditioning.options import conditions_maps
+from cxrad.metadata_conditioning.options import Films, conditions_maps, register_scorer
 from cxrad.metadata_conditioning.reference import CALIBRATION, REFERENCE, films_with_role
 
 REFERENCE_FILE = "normative_reference.npz"
@@ -124,6 +125,9 @@ class NormativeMap:
             Units ``sd`` only.
         units: ``sd`` (the score is the maximum z-score) or ``detector`` (the maximum of the map moved to a
             population-average film; see the module docstring).
+        covariates: the metadata the regressions read (a subset of :data:`~cxrad.data.metadata.COVARIATES`).
+        min_reference_films: a covariate is dropped (and listed in ``covariates_dropped``) when one of its known
+            levels has fewer reference films than this; the kept ones are ``covariates_used``.
     """
 
     def __init__(
@@ -133,23 +137,38 @@ class NormativeMap:
         scale: bool = True,
         position_spread: bool = True,
         units: str = "sd",
+        covariates: tuple[str, ...] = COVARIATES,
+        min_reference_films: int = 0,
     ) -> None:
         self.film = NormativeFiLM(
             1, prior_count=prior_count, min_std_ratio=min_std_ratio, scale=scale, per_position=True
         )
         self.position_spread = position_spread
         self.units = check_units(units)
+        self.covariates = check_covariates(covariates)
+        self.min_reference_films = int(min_reference_films)
+        self.covariates_used: tuple[str, ...] = self.covariates
+        self.covariates_dropped: dict[str, int] = {}
         self.ratio = torch.ones(())
+
+    def _select(self, metadata: np.ndarray) -> torch.Tensor:
+        """The used covariates' columns of encoded ``metadata``; one constant column when none is used."""
+        x = torch.from_numpy(np.asarray(metadata, dtype=np.float32))
+        columns = covariate_columns(self.covariates_used) if self.covariates_used else []
+        return x[:, columns] if columns else x.new_zeros(len(x), 1)
 
     def _standardise(self, maps: np.ndarray, metadata: np.ndarray) -> torch.Tensor:
         x = torch.from_numpy(maps).float().flatten(1)
-        mean, std = self.film.conditional_moments(torch.from_numpy(metadata).float())
+        mean, std = self.film.conditional_moments(self._select(metadata))
         if not self.film.scale:
             std = torch.ones_like(std)
         return (x - mean) / std
 
     def fit(self, maps: np.ndarray, metadata: np.ndarray) -> NormativeMap:
-        self.film.fit(torch.from_numpy(maps).float()[:, None], torch.from_numpy(metadata).float())
+        self.covariates_used, self.covariates_dropped = supported_covariates(
+            metadata, self.covariates, self.min_reference_films
+        )
+        self.film.fit(torch.from_numpy(maps).float()[:, None], self._select(metadata))
         self.ratio = torch.ones(())
         if self.units == "sd" and self.position_spread and self.film.scale:  # scale=False: shift only
             rms = self._standardise(maps, metadata).square().mean(0).sqrt()
@@ -160,7 +179,7 @@ class NormativeMap:
         """The standardised maps ``(N, grid * grid)``: what the score is the maximum of."""
         if self.units == "detector":  # the FiLM itself, on a one-channel map: gamma(m) * a + beta(m)
             x = torch.from_numpy(maps).float()[:, None]
-            return self.film(x, torch.from_numpy(metadata).float()).flatten(1)
+            return self.film(x, self._select(metadata)).flatten(1)
         return self._standardise(maps, metadata) / self.ratio
 
     def conditioned_maps(self, maps: np.ndarray, metadata: np.ndarray) -> np.ndarray:
@@ -173,18 +192,20 @@ class NormativeMap:
         return self.conditioned(maps, metadata).amax(1).double().numpy()
 
 
-def map_settings(conditioning: Mapping[str, object]) -> dict[str, float | bool | str]:
+def map_settings(conditioning: Mapping[str, object]) -> dict[str, float | bool | str | tuple[str, ...]]:
     """The map regressions' settings from a ``metadata_conditioning`` config.
 
-    Runs saved before ``map_prior_count``/``position_spread``/``map_units`` existed used ``prior_count`` for the
-    map, no position spread and z-scores: a config without the keys gets those, so ``cxrad.predict`` reproduces
-    such runs.
+    Runs saved before ``map_prior_count``/``position_spread``/``map_units``/``covariates`` existed used
+    ``prior_count`` for the map, no position spread, z-scores and every covariate: a config without the keys gets
+    those, so ``cxrad.predict`` reproduces such runs.
     """
     return {
         "prior_count": float(conditioning.get("map_prior_count", conditioning.get("prior_count", 5.0))),
         "scale": bool(conditioning.get("scale", True)),
         "position_spread": bool(conditioning.get("position_spread", False)),
         "units": check_units(str(conditioning.get("map_units", "sd"))),
+        "covariates": check_covariates(conditioning.get("covariates")),
+        "min_reference_films": int(conditioning.get("min_reference_films", 0)),
     }
 
 
@@ -235,6 +256,8 @@ def normative_scores(
     scale: bool = True,
     position_spread: bool = True,
     units: str = "sd",
+    covariates: tuple[str, ...] = COVARIATES,
+    min_reference_films: int = 0,
 ) -> pd.Series:
     """Normative scores of the ``scored`` films from map regressions fitted on the ``reference`` films.
 
@@ -256,7 +279,9 @@ def normative_scores(
         msg = f"{len(both)} film(s) (e.g. {both[:3]}) are both reference and scored: they would be scored in-sample"
         raise ValueError(msg)
 
-    model = fit_reference(maps, metadata, reference, prior_count, scale, position_spread, units)
+    model = fit_reference(
+        maps, metadata, reference, prior_count, scale, position_spread, units, covariates, min_reference_films
+    )
     order = sorted(scored)
     values = model.score(*stack_films(maps, metadata, order)) if order else np.zeros(0)
     return pd.Series(values, index=pd.Index(order, dtype=np.int64), name="score", dtype=np.float64)
@@ -277,29 +302,36 @@ def fit_reference(
     scale: bool = True,
     position_spread: bool = True,
     units: str = "sd",
+    covariates: tuple[str, ...] = COVARIATES,
+    min_reference_films: int = 0,
 ) -> NormativeMap:
     """The map regressions fitted on the ``reference`` films (the model every scored film goes through)."""
-    model = NormativeMap(prior_count, scale=scale, position_spread=position_spread, units=units)
+    model = NormativeMap(
+        prior_count,
+        scale=scale,
+        position_spread=position_spread,
+        units=units,
+        covariates=covariates,
+        min_reference_films=min_reference_films,
+    )
     return model.fit(*stack_films(maps, metadata, sorted(reference)))
 
 
-def scored_maps(
-    conditioning: Mapping[str, object], grid_maps: GridMapCollector, reference: list[int], indices: list[int]
-) -> dict[int, np.ndarray]:
-    """The standardised ``grid x grid`` maps of ``indices``: the maps whose maximum is each film's score."""
-    model = fit_reference(grid_maps.maps, grid_maps.metadata, reference, **map_settings(conditioning))
-    order = sorted(int(i) for i in indices)
-    maps = model.conditioned_maps(*stack_films(grid_maps.maps, grid_maps.metadata, order)) if order else []
-    return dict(zip(order, maps, strict=True))
-
-
-def save_reference(path: Path, grid_maps: GridMapCollector, reference: list[int]) -> None:
-    """Write the reference films' pooled maps and encoded metadata the scored films' regressions were fitted on."""
+def save_reference(
+    path: Path, grid_maps: GridMapCollector, reference: list[int], covariates: tuple[str, ...] = COVARIATES
+) -> None:
+    """Write the reference films' pooled maps and encoded metadata the scored films' regressions were fitted on,
+    with the configured ``covariates`` (the ones the reference supports follow from the saved metadata)."""
     order = sorted(reference)
     maps = np.stack([grid_maps.maps[i] for i in order])
     metadata = np.stack([grid_maps.metadata[i] for i in order])
     np.savez_compressed(
-        path, maps=maps, metadata=metadata, grid=np.array(grid_maps.grid), pool=np.array(grid_maps.pool)
+        path,
+        maps=maps,
+        metadata=metadata,
+        grid=np.array(grid_maps.grid),
+        pool=np.array(grid_maps.pool),
+        covariates=np.array(list(covariates), dtype=str),
     )
 
 
@@ -317,23 +349,105 @@ def reference_scores(
     Raises:
         FileNotFoundError: when the run has no reference (it predates it): rerun it.
     """
-    path = Path(run_dir) / REFERENCE_FILE
-    if not path.is_file():
-        msg = f"{path} does not exist: the run predates {REFERENCE_FILE}; rerun it to score new films"
-        raise FileNotFoundError(msg)
-    settings = map_settings(conditioning)
-    model, grid, pool = _reference_model(str(path.resolve()), path.stat().st_mtime_ns, **settings)
-    return model.score(pool_maps(anomaly_maps, grid, pool), np.asarray(metadata, dtype=np.float32))
+    scorer = NormativeScorer.load(Path(run_dir), conditioning)
+    maps = pool_maps(anomaly_maps, scorer.grid, scorer.pool)
+    return scorer.model.score(maps, np.asarray(metadata, dtype=np.float32))
 
 
 @functools.lru_cache(maxsize=8)
 def _reference_model(
-    path: str, mtime_ns: int, prior_count: float, scale: bool, position_spread: bool, units: str
+    path: str,
+    mtime_ns: int,
+    prior_count: float,
+    scale: bool,
+    position_spread: bool,
+    units: str,
+    covariates: tuple[str, ...],
+    min_reference_films: int,
 ) -> tuple[NormativeMap, int, str]:
     """The regressions fitted on a run's reference, once per file version (predict calls this for every batch)."""
     del mtime_ns  # part of the cache key only: a rewritten reference is refitted
     with np.load(path) as reference:
-        model = NormativeMap(prior_count, scale=scale, position_spread=position_spread, units=units)
+        model = NormativeMap(
+            prior_count,
+            scale=scale,
+            position_spread=position_spread,
+            units=units,
+            covariates=covariates,
+            min_reference_films=min_reference_films,
+        )
         model.fit(reference["maps"], reference["metadata"])
         pool = str(reference["pool"]) if "pool" in reference else SAVED_BEFORE_POOL
         return model, int(reference["grid"]), pool
+
+
+@register_scorer("normative")
+class NormativeScorer:
+    """The map regressions as a :class:`~cxrad.metadata_conditioning.options.ScoreConditioner`.
+
+    ``films.maps`` are pooled ``grid x grid`` maps, or full anomaly maps (``cxrad.predict``), pooled here.
+    """
+
+    needs_maps: ClassVar[bool] = True
+
+    def __init__(self, settings: Mapping[str, object], grid: int = 16, pool: str = "max") -> None:
+        self.settings, self.grid, self.pool = dict(settings), int(grid), check_pool(pool)
+        self.model: NormativeMap | None = None
+
+    @classmethod
+    def from_config(cls, conditioning: Mapping[str, object]) -> NormativeScorer:
+        return cls(map_settings(conditioning), int(conditioning.get("grid", 16)), map_pool(conditioning))
+
+    def _maps(self, films: Films) -> np.ndarray:
+        if films.maps is None or films.metadata is None:
+            msg = "metadata_conditioning=normative scores films from their anomaly maps and metadata; pass both"
+            raise ValueError(msg)
+        maps = np.asarray(films.maps)
+        return (
+            maps
+            if maps.shape[-2:] == (self.grid, self.grid)
+            else pool_maps(torch.as_tensor(maps), self.grid, self.pool)
+        )
+
+    def fit(self, reference: Films) -> NormativeScorer:
+        if len(reference.index) < MIN_NORMAL_VAL:
+            msg = (
+                f"normative conditioning needs >= {MIN_NORMAL_VAL} normal reference films, got "
+                f"{len(reference.index)}; raise data.split.val_fraction or metadata_conditioning.reference_fraction"
+            )
+            raise ValueError(msg)
+        self.model = NormativeMap(**self.settings).fit(self._maps(reference), np.asarray(reference.metadata))
+        return self
+
+    def score(self, films: Films) -> pd.Series:
+        values = self.model.score(self._maps(films), np.asarray(films.metadata)) if films.index else np.zeros(0)
+        return pd.Series(values, index=pd.Index(films.index, dtype=np.int64), name="score", dtype=np.float64)
+
+    def conditioned_maps(self, films: Films) -> dict[int, np.ndarray]:
+        if not films.index:
+            return {}
+        maps = self.model.conditioned_maps(self._maps(films), np.asarray(films.metadata))
+        return dict(zip(films.index, maps, strict=True))
+
+    def save(self, run_dir: Path, reference: Films) -> None:
+        np.savez_compressed(
+            Path(run_dir) / REFERENCE_FILE,
+            maps=self._maps(reference),
+            metadata=np.asarray(reference.metadata),
+            grid=np.array(self.grid),
+            pool=np.array(self.pool),
+            covariates=np.array(list(self.settings["covariates"]), dtype=str),
+        )
+
+    @classmethod
+    def load(cls, run_dir: Path, conditioning: Mapping[str, object]) -> NormativeScorer:
+        """The run's regressions refitted from :data:`REFERENCE_FILE` (once per file version)."""
+        path = Path(run_dir) / REFERENCE_FILE
+        if not path.is_file():
+            msg = f"{path} does not exist: the run predates {REFERENCE_FILE}; rerun it to score new films"
+            raise FileNotFoundError(msg)
+        settings = map_settings(conditioning)
+        model, grid, pool = _reference_model(str(path.resolve()), path.stat().st_mtime_ns, **settings)
+        scorer = cls(settings, grid, pool)
+        scorer.model = model
+        return scorer

@@ -9,6 +9,11 @@ see). So the normal validation films are split *by patient* into two roles:
 * ``reference``: fits the regressions or calibration (saved for ``cxrad.predict``); never scored, never thresholded.
 * ``calibration``: scored by the fitted model exactly as test films are; sets the threshold.
 
+The reference comes from the normal validation patients (``reference_source: validation``) or from a patient-wise
+held-out part of the normal *training* patients (``reference_source: train``): on a large data set the training
+films are many more, so the regressions are fitted on hundreds to thousands of films; those films are then not
+used to fit the detector (their ``split`` becomes ``val``) and every normal validation film sets the threshold.
+
 Abnormal validation films (``selection``) are scored like test films too and serve one purpose: validation
 metrics for choosing between runs (``cxrad.select``). Options that fit nothing on validation films (``none``,
 ``film``) use every normal validation film for the threshold.
@@ -22,18 +27,19 @@ from collections.abc import Mapping
 import numpy as np
 import pandas as pd
 
-from cxrad.metadata_conditioning.options import calibrates_scores, conditions_maps
+from cxrad.metadata_conditioning.options import rescores
 
 log = logging.getLogger(__name__)
 
 ROLE_COLUMN = "val_role"
 REFERENCE, CALIBRATION, SELECTION = "reference", "calibration", "selection"
 DEFAULT_REFERENCE_FRACTION = 0.5
+REFERENCE_SOURCES = ("validation", "train")
 
 
 def fits_on_validation(conditioning: Mapping[str, object] | None) -> bool:
-    """Whether the option fits a model on normal validation films (and so needs a reference part)."""
-    return conditions_maps(conditioning) or calibrates_scores(conditioning)
+    """Whether the option fits a score conditioner on reference films (and so needs a reference part)."""
+    return rescores(conditioning)
 
 
 def reference_fraction(conditioning: Mapping[str, object]) -> float:
@@ -52,8 +58,23 @@ def reference_fraction(conditioning: Mapping[str, object]) -> float:
     return value
 
 
+def reference_source(conditioning: Mapping[str, object]) -> str:
+    """``metadata_conditioning.reference_source``: where the reference films come from (validation | train)."""
+    source = str(conditioning.get("reference_source", "validation"))
+    if source not in REFERENCE_SOURCES:
+        msg = (
+            f"metadata_conditioning.reference_source={source} is unknown; choose from {list(REFERENCE_SOURCES)}, "
+            "e.g. metadata_conditioning.reference_source=train"
+        )
+        raise ValueError(msg)
+    return source
+
+
 def assign_val_roles(samples: pd.DataFrame, conditioning: Mapping[str, object], seed: int) -> pd.DataFrame:
     """A copy of ``samples`` with :data:`ROLE_COLUMN`: '' outside val, else reference / calibration / selection.
+
+    With ``reference_source: train`` the reference patients are drawn from the training split (their films move
+    to ``val`` with role ``reference``); ``reference_fraction`` is then the share of the normal training films.
 
     Example:
         >>> frame = pd.DataFrame({"split": ["val"] * 4 + ["test"], "label": [0, 0, 0, 1, 0],
@@ -66,19 +87,24 @@ def assign_val_roles(samples: pd.DataFrame, conditioning: Mapping[str, object], 
     normal_val = val & (out["label"] == 0)
     out[ROLE_COLUMN] = np.where(val, np.where(normal_val, CALIBRATION, SELECTION), "")
     if fits_on_validation(conditioning):
-        films = out.loc[normal_val, "patient_id"].astype(str).value_counts().sort_index()
+        source = reference_source(conditioning)
+        pool = normal_val if source == "validation" else (out["split"] == "train") & (out["label"] == 0)
+        films = out.loc[pool, "patient_id"].astype(str).value_counts().sort_index()
         films = films.iloc[np.random.default_rng(seed).permutation(len(films))]
         # patients in a random order until the reference holds its fraction of the films (patients of many films
         # would make a fraction of patients miss the fraction of films by far); never all of them
         before = films.cumsum() - films
         chosen = films.index[before.to_numpy() < reference_fraction(conditioning) * films.sum()]
         chosen = chosen[: max(len(films) - 1, 1)]
-        reference = normal_val & out["patient_id"].astype(str).isin(set(chosen))
+        reference = pool & out["patient_id"].astype(str).isin(set(chosen))
         out.loc[reference, ROLE_COLUMN] = REFERENCE
+        out.loc[reference, "split"] = "val"  # scored like validation films; never fitted on by the detector
         log.info(
-            "metadata_conditioning=%s: %d normal validation films fit it (reference), %d set the threshold",
+            "metadata_conditioning=%s: %d normal %s films fit it (reference), %d normal validation films set the "
+            "threshold",
             conditioning.get("name"),
             int(reference.sum()),
+            source,
             int((normal_val & ~reference).sum()),
         )
     return out
@@ -98,9 +124,11 @@ def films_with_role(samples: pd.DataFrame, role: str, index: pd.Index | None = N
 
 
 def role_counts(samples: pd.DataFrame) -> dict[str, int]:
-    """``n_val_reference``, ``n_val_calibration``, ``n_val_selection`` (abnormal) for ``metrics.json``."""
+    """``n_val_reference``, ``n_val_calibration``, ``n_val_selection`` (abnormal) for ``metrics.json``, and the
+    films each split holds once the roles are set (a training-source reference moves films from train to val)."""
     roles = samples[ROLE_COLUMN] if ROLE_COLUMN in samples.columns else pd.Series(dtype=str)
-    return {f"n_val_{role}": int((roles == role).sum()) for role in (REFERENCE, CALIBRATION, SELECTION)}
+    counts = {f"n_val_{role}": int((roles == role).sum()) for role in (REFERENCE, CALIBRATION, SELECTION)}
+    return {**counts, **{f"n_{name}": int((samples["split"] == name).sum()) for name in ("train", "val", "test")}}
 
 
 def calibration_rows(val_scores: pd.DataFrame) -> pd.DataFrame:

@@ -9,19 +9,73 @@ which changes the features themselves, has to beat.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
 
-from cxrad.metadata_conditioning.normative import GridMapCollector, map_settings, normative_scores
-from cxrad.metadata_conditioning.options import conditions_maps
+from cxrad.data.metadata import COVARIATES, MetadataEncoder, check_covariates, supported_covariates
+from cxrad.metadata_conditioning.options import Films, register_scorer
 from cxrad.metadata_conditioning.reference import REFERENCE, films_with_role, fits_on_validation
 from cxrad.threshold.fit import group_keys
 
+log = logging.getLogger(__name__)
 LEVELS: tuple[tuple[str, ...], ...] = (("view", "sex", "age_band"), ("view", "sex"), ("view",))
 ROBUST_STD = 1.349  # interquartile range of a standard normal
+COVARIATE_OF_COLUMN = {"view": "view", "sex": "sex", "age_band": "age"}
+
+
+def levels_for(covariates: tuple[str, ...] = COVARIATES) -> tuple[tuple[str, ...], ...]:
+    """:data:`LEVELS` restricted to ``covariates``, finest first, without repeats or empty levels.
+
+    Example:
+        >>> levels_for(("view",)), levels_for(("sex", "age"))
+        ((('view',),), (('sex', 'age_band'), ('sex',)))
+    """
+    levels = (tuple(c for c in level if COVARIATE_OF_COLUMN[c] in covariates) for level in LEVELS)
+    return tuple(level for level in dict.fromkeys(levels) if level)
+
+
+def encoded_metadata(samples: pd.DataFrame, indices: list[int]) -> np.ndarray:
+    """The films' metadata encoded as the batches encode it (:class:`MetadataEncoder`)."""
+    rows = samples.loc[indices, ["age", "sex", "view"]].itertuples(index=False)
+    encoder = MetadataEncoder()
+    return (
+        np.stack([encoder.encode(float(a), str(s), str(v)).numpy() for a, s, v in rows])
+        if indices
+        else (np.zeros((0, encoder.dim), dtype=np.float32))
+    )
+
+
+def used_covariates(conditioning: Mapping[str, object], samples: pd.DataFrame) -> dict[str, object]:
+    """The covariates an option fitted on the reference films conditions on, and those dropped for want of films.
+
+    For ``metadata_conditioning.covariates`` each one needs ``min_reference_films`` reference films in each of its
+    known levels (:func:`~cxrad.data.metadata.supported_covariates`); the map regressions apply the same rule to
+    the same films. Logged as a warning when one is dropped; the run records the result in ``metrics.json``.
+    """
+    configured = check_covariates(conditioning.get("covariates"))
+    if not fits_on_validation(conditioning):
+        return {"covariates": list(configured)}
+    reference = films_with_role(samples, REFERENCE)
+    used, dropped = supported_covariates(
+        encoded_metadata(samples, reference), configured, int(conditioning.get("min_reference_films", 0))
+    )
+    if dropped:
+        log.warning(
+            "metadata_conditioning=%s: dropped covariate(s) %s: the reference has too few films of a level (%s; "
+            "want >= %s). Conditioning on %s",
+            conditioning.get("name"),
+            ", ".join(dropped),
+            ", ".join(f"{c}: {n}" for c, n in dropped.items()),
+            conditioning.get("min_reference_films"),
+            ", ".join(used) or "no covariate",
+        )
+    return {"covariates": list(configured), "covariates_used": list(used), "covariates_dropped": dropped}
 
 
 @dataclass
@@ -79,39 +133,52 @@ def _location_scale(values: np.ndarray, floor: float) -> tuple[float, float]:
     return float(q50), float(max(spread, floor))
 
 
-def calibrate_scores(
-    conditioning: Mapping[str, object],
-    val: pd.Series,
-    test: pd.Series,
-    samples: pd.DataFrame,
-    grid_maps: GridMapCollector | None = None,
-) -> tuple[pd.Series, pd.Series]:
-    """Re-score films for the score-level options; others pass through.
+@register_scorer("stratified")
+class GroupScorer:
+    """:class:`GroupCalibration` as a :class:`~cxrad.metadata_conditioning.options.ScoreConditioner`.
 
-    ``stratified`` and ``film_stratified`` calibrate whole-image scores per group; ``normative`` and
-    ``film_normative`` standardise each film's coarse anomaly map (``grid_maps``) against normal films with the
-    same metadata. Both are fitted on the validation films whose role is ``reference`` (see
-    :mod:`cxrad.metadata_conditioning.reference`) and applied alike to every other validation film and every test
-    film.
-
-    Returns:
-        The scores of the validation films that are not reference films (reference films have no out-of-sample
-        score) and of the test films, in the units the threshold is fitted in.
+    The groups follow ``covariates``, less those the reference cannot support (``min_reference_films``).
     """
-    if not fits_on_validation(conditioning):
-        return val, test
-    reference = films_with_role(samples, REFERENCE, val.index)
-    scored_val = [int(i) for i in val.index if i not in set(reference)]
-    if conditions_maps(conditioning):
-        if grid_maps is None or not grid_maps.maps:
-            msg = "metadata_conditioning=normative needs the films' anomaly maps (scored through cxrad.run)"
-            raise ValueError(msg)
-        scored = scored_val + [int(i) for i in test.index]
-        scores = normative_scores(grid_maps.maps, grid_maps.metadata, reference, scored, **map_settings(conditioning))
-        return scores.loc[scored_val], scores.loc[test.index]
-    calibration = GroupCalibration(min_group_size=int(conditioning.get("min_group_size", 10)))
-    calibration.fit(val.loc[reference], samples.loc[reference])
-    return (
-        calibration.transform(val.loc[scored_val], samples.loc[scored_val]),
-        calibration.transform(test, samples.loc[test.index]),
-    )
+
+    needs_maps: ClassVar[bool] = False
+
+    def __init__(self, min_group_size: int, covariates: tuple[str, ...], min_reference_films: int) -> None:
+        self.min_group_size, self.covariates, self.min_reference_films = min_group_size, covariates, min_reference_films
+        self.calibration: GroupCalibration | None = None
+
+    @classmethod
+    def from_config(cls, conditioning: Mapping[str, object]) -> GroupScorer:
+        return cls(
+            int(conditioning.get("min_group_size", 10)),
+            check_covariates(conditioning.get("covariates")),
+            int(conditioning.get("min_reference_films", 0)),
+        )
+
+    def fit(self, reference: Films) -> GroupScorer:
+        metadata = encoded_metadata(reference.frame, list(reference.frame.index))
+        used, _ = supported_covariates(metadata, self.covariates, self.min_reference_films)
+        self.calibration = GroupCalibration(self.min_group_size, levels=levels_for(used))
+        self.calibration.fit(reference.raw, reference.frame)
+        return self
+
+    def score(self, films: Films) -> pd.Series:
+        return self.calibration.transform(films.raw, films.frame)
+
+    def conditioned_maps(self, films: Films) -> None:
+        return None
+
+    def save(self, run_dir: Path, reference: Films) -> None:
+        """Nothing beyond the run's ``val_scores.csv``, which holds the reference films' raw scores and roles."""
+
+    @classmethod
+    def load(cls, run_dir: Path, conditioning: Mapping[str, object]) -> GroupScorer:
+        """Refitted, exactly as in the run, from the reference rows of the run's ``val_scores.csv``."""
+        path = Path(run_dir) / "val_scores.csv"
+        if not path.is_file():
+            msg = f"{path} does not exist: the run predates val_scores.csv; rerun it to score calibrated films"
+            raise FileNotFoundError(msg)
+        val = pd.read_csv(path)
+        val = val.assign(label=val["label"] if "label" in val.columns else 0)
+        reference = films_with_role(val, REFERENCE)
+        films = Films(reference, val.loc[reference, "raw_score"], val.loc[reference])
+        return cls.from_config(conditioning).fit(films)

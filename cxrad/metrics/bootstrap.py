@@ -437,3 +437,87 @@ def format_difference(result: dict[str, Any]) -> str:
 
     interval = f"[{number(result['low'])}, {number(result['high'])}]"
     return f"{result['metric']} a - b: {number(result['difference'])} {interval}"
+
+
+def mean_over_splits(
+    runs: list[pd.DataFrame],
+    metric: str,
+    baselines: list[pd.DataFrame] | None = None,
+    *,
+    n_boot: int = 1000,
+    seed: int = 0,
+    confidence: float = 0.95,
+    key: str = "image_path",
+) -> dict[str, Any]:
+    """Mean over repeated patient-wise splits of an AUROC metric, or of its paired difference to ``baselines``.
+
+    Each split has its own test films and fitted model, so films of different splits cannot be pooled into one
+    AUROC (their scores are on different scales). The statistic is the mean of the per-split values; its interval
+    comes from one patient bootstrap over the union of the splits' patients: a drawn patient's count weights their
+    films in every split that tests them, so a patient tested in several splits is not counted as independent.
+
+    Args:
+        runs: One predictions table per split (columns of :func:`bootstrap_metrics`, with ``patient_id``).
+        metric: An AUROC metric of :data:`METRICS` (not ``fpr``/``tpr``, whose cuts differ per split).
+        baselines: Optional predictions of a baseline on the same test films of each split: the statistic is then
+            the mean paired difference ``run - baseline``.
+        n_boot, seed, confidence, key: as in :func:`paired_difference`.
+
+    Returns:
+        ``{"metric", "estimate", "low", "high", "n_valid", "per_split", "n_patients", "n_boot", "confidence"}``.
+
+    Example:
+        >>> split = pd.DataFrame({"image_path": list("wxyz"), "label": [0, 0, 1, 1], "score": [0.1, 0.6, 0.5, 0.9],
+        ...                       "view": ["PA"] * 4, "finding_labels": ["No Finding"] * 2 + ["Effusion"] * 2,
+        ...                       "patient_id": ["a", "b", "c", "d"]})
+        >>> mean_over_splits([split, split], "image_auroc", n_boot=50)["estimate"]
+        0.75
+    """
+    if metric not in METRICS or metric in NEEDS_CUTS:
+        msg = f"metric {metric!r} must be an AUROC metric of {[m for m in METRICS if m not in NEEDS_CUTS]}"
+        raise ValueError(msg)
+    if baselines is not None and len(baselines) != len(runs):
+        msg = f"{len(runs)} runs but {len(baselines)} baselines; give one baseline per split"
+        raise ValueError(msg)
+    pairs = []
+    for i, run in enumerate(runs):
+        table = _check(run, n_boot, confidence)
+        base = None
+        if baselines is not None:
+            table, base = common_films(table, _check(baselines[i], n_boot, confidence), key, None, None)
+        pairs.append((table, base))
+    ids = pd.concat([t[PATIENT_COLUMN].astype(str) for t, _ in pairs], ignore_index=True)
+    codes_all, uniques = pd.factorize(ids)
+    offsets = np.cumsum([0] + [len(t) for t, _ in pairs])
+    stats = [(WeightedMetrics(t, None), None if b is None else WeightedMetrics(b, None)) for t, b in pairs]
+
+    def per_split(weights_of: Callable[[int], np.ndarray]) -> np.ndarray:
+        values = []
+        for i, (stat, base) in enumerate(stats):
+            weights = weights_of(i)
+            value = stat(weights, (metric,))[metric]
+            values.append(value - base(weights, (metric,))[metric] if base is not None else value)
+        return np.vstack(values)  # (splits, B)
+
+    point = per_split(lambda i: np.ones((1, offsets[i + 1] - offsets[i])))[:, 0]
+    rng = np.random.default_rng(seed)
+    n_patients = len(uniques)
+    replicates = []
+    block = max(1, _CHUNK_ELEMENTS // max(len(ids), n_patients))
+    for start in range(0, n_boot, block):
+        counts = rng.multinomial(n_patients, np.full(n_patients, 1.0 / n_patients), size=min(block, n_boot - start))
+        weights = counts[:, codes_all].astype(np.float64)
+        values = per_split(lambda i, w=weights: w[:, offsets[i] : offsets[i + 1]])
+        finite_count = np.isfinite(values).sum(0)
+        with np.errstate(invalid="ignore", divide="ignore"):  # a replicate without a defined split is NaN
+            replicates.append(np.where(np.isfinite(values), values, 0.0).sum(0) / finite_count)
+    finite = point[np.isfinite(point)]
+    return {
+        "metric": metric,
+        "estimate": float(finite.mean()) if finite.size else None,
+        **percentile_interval(np.concatenate(replicates), confidence),
+        "per_split": [_float(v) for v in point],
+        "n_patients": int(n_patients),
+        "n_boot": int(n_boot),
+        "confidence": float(confidence),
+    }

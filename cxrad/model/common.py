@@ -6,7 +6,7 @@ from anomalib.pre_processing import PreProcessor
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from cxrad.backbone import BackboneConfig
-from cxrad.data.metadata import MetadataEncoder
+from cxrad.data.metadata import covariate_columns
 from cxrad.metadata_conditioning import MLPFiLM, NormativeFiLM
 from cxrad.metadata_conditioning.options import conditions_features
 
@@ -26,15 +26,19 @@ def build_normative_film(conditioning: dict | None) -> NormativeFiLM | None:
     """The closed-form FiLM of memory-bank models, or None for other conditioning options."""
     if not conditions_features(conditioning):
         return None
+    columns = covariate_columns(conditioning.get("covariates"))
     return NormativeFiLM(
-        metadata_dim=MetadataEncoder().dim,
+        metadata_dim=len(columns),
         prior_count=conditioning.get("prior_count", 5.0),
         min_std_ratio=conditioning.get("min_std_ratio", 0.2),
         scale=conditioning.get("scale", True),
         per_position=conditioning.get("per_position", False),
+        columns=columns,
     )
 
 
 def build_mlp_film(conditioning: dict, channels: int) -> MLPFiLM:
     """The end-to-end trained FiLM of FastFlow and DRAEM (identity at initialisation)."""
-    return MLPFiLM(metadata_dim=MetadataEncoder().dim, channels=channels, hidden=int(conditioning.get("hidden", 64)))
+    columns = covariate_columns(conditioning.get("covariates"))
+    hidden = int(conditioning.get("hidden", 64))
+    return MLPFiLM(metadata_dim=len(columns), channels=channels, hidden=hidden, columns=columns)

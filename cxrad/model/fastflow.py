@@ -24,7 +24,7 @@ from anomalib.pre_processing import PreProcessor
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from cxrad.backbone import BackboneConfig, load_pretrained
-from cxrad.data.metadata import MetadataEncoder
+from cxrad.data.metadata import MetadataEncoder, covariate_columns
 from cxrad.metadata_conditioning.options import conditions_features
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor
 from cxrad.model.components.conditional_flow import ConditionalFastflowModel
@@ -44,6 +44,7 @@ class CxrFastflow(MetadataSteps, AnomalibModule):
         conv3x3_only: 3x3 convolutions in every subnet.
         hidden_ratio: subnet hidden width over its input width.
         metadata_dim: length of the metadata encoding the couplings read; 0 for unconditional FastFlow.
+        metadata_columns: the columns of the batch's encoding they read (the configured covariates; None: all).
         pre_processor: resize and normalisation; sets the flows' input size.
         post_processor: anomalib's post-processor (cxrad passes False).
         evaluator: anomalib's metrics (cxrad passes False).
@@ -58,6 +59,7 @@ class CxrFastflow(MetadataSteps, AnomalibModule):
         conv3x3_only: bool = False,
         hidden_ratio: float = 1.0,
         metadata_dim: int = 0,
+        metadata_columns: list[int] | None = None,
         pre_processor: PreProcessor | bool = True,
         post_processor: bool = True,
         evaluator: bool = True,
@@ -77,6 +79,7 @@ class CxrFastflow(MetadataSteps, AnomalibModule):
             conv3x3_only=conv3x3_only,
             hidden_ratio=hidden_ratio,
             metadata_dim=metadata_dim,
+            metadata_columns=metadata_columns,
         )
         self.loss = FastflowLoss()
 
@@ -107,6 +110,7 @@ def build_fastflow(
 
     ``image_size`` must be a multiple of 32 (checked by ``validate``).
     """
+    columns = covariate_columns((conditioning or {}).get("covariates"))
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = CxrFastflow(
@@ -115,7 +119,8 @@ def build_fastflow(
             flow_steps=flow_steps,
             conv3x3_only=conv3x3_only,
             hidden_ratio=hidden_ratio,
-            metadata_dim=MetadataEncoder().dim if conditions_features(conditioning) else 0,
+            metadata_dim=len(columns) if conditions_features(conditioning) else 0,
+            metadata_columns=None if len(columns) == MetadataEncoder().dim else columns,  # None: the whole encoding
             pre_processor=pre_processor(image_size, backbone),
             **NO_ANOMALIB_POSTPROCESSING,
         )

@@ -12,6 +12,7 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+from cxrad.data.metadata import MetadataEncoder
 from cxrad.metadata_conditioning import REFERENCE_FILE, GridMapCollector, calibrate_scores, save_reference
 from cxrad.metadata_conditioning.normative import NormativeMap, map_pool, map_settings, normative_scores, pool_maps
 from cxrad.trained_run import load_run_config, load_threshold, to_threshold_units
@@ -62,9 +63,10 @@ def test_normative_runs_score_new_films_like_their_test_films(tmp_path: Path, un
     scores what that test film scored in the run, in the run's map units."""
     rng = np.random.default_rng(0)
     n, grid = 24, 4
-    metadata = np.zeros((n, 3), dtype=np.float32)
-    metadata[::2, 2] = 1.0  # even films AP
-    full_maps = rng.normal(0, 0.1, (n, 16, 16)).astype(np.float32) + 3.0 * metadata[:, 2, None, None]
+    views = ["AP" if i % 2 == 0 else "PA" for i in range(n)]  # even films AP
+    metadata = MetadataEncoder().encode_many((50.0, "M", view) for view in views).numpy()
+    is_ap = np.array([view == "AP" for view in views], dtype=np.float32)
+    full_maps = rng.normal(0, 0.1, (n, 16, 16)).astype(np.float32) + 3.0 * is_ap[:, None, None]
     collector = GridMapCollector(grid)
     for i in range(n):
         collector.maps[i] = pool_maps(torch.from_numpy(full_maps[i])[None], grid)[0]
@@ -73,7 +75,14 @@ def test_normative_runs_score_new_films_like_their_test_films(tmp_path: Path, un
     with initialize_config_dir(config_dir=str(CONF), version_base=None):  # the shipped settings, as Hydra composes them
         overrides = ["metadata_conditioning=film_normative", f"metadata_conditioning.map_units={units}"]
         conditioning = compose("config", overrides=overrides).metadata_conditioning
-    assert map_settings(conditioning) == {"prior_count": 1.0, "scale": True, "position_spread": True, "units": units}
+    assert map_settings(conditioning) == {
+        "prior_count": 1.0,
+        "scale": True,
+        "position_spread": True,
+        "units": units,
+        "covariates": ("view", "sex", "age"),
+        "min_reference_films": 10,
+    }
     assert map_pool(conditioning) == "max" == collector.pool
     run_scores = normative_scores(
         collector.maps, collector.metadata, normal_val, test_index, **map_settings(conditioning)

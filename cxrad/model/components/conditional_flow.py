@@ -127,10 +127,12 @@ class ConditionalFastflowModel(nn.Module):
         conv3x3_only: bool = False,
         hidden_ratio: float = 1.0,
         metadata_dim: int = 0,
+        metadata_columns: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.input_size = tuple(input_size)
         self.metadata_dim = metadata_dim
+        self.metadata_columns = metadata_columns  # the covariates' columns of the batch's encoding (None: all)
         self.feature_extractor = timm.create_model(
             timm_name, pretrained=False, features_only=True, out_indices=feature_indices(timm_name, layers)
         )
@@ -169,10 +171,11 @@ class ConditionalFastflowModel(nn.Module):
         if self.metadata is None:
             msg = "metadata-conditioned FastFlow got a batch without metadata; use cxrad's CxrBatch loaders"
             raise ValueError(msg)
-        if self.metadata.shape != (reference.shape[0], self.metadata_dim):
-            msg = f"FastFlow expects metadata of shape (batch, {self.metadata_dim}), got {tuple(self.metadata.shape)}"
+        metadata = self.metadata if self.metadata_columns is None else self.metadata[:, self.metadata_columns]
+        if metadata.shape != (reference.shape[0], self.metadata_dim):
+            msg = f"FastFlow expects metadata of shape (batch, {self.metadata_dim}), got {tuple(metadata.shape)}"
             raise ValueError(msg)
-        return self.metadata.to(reference)
+        return metadata.to(reference)
 
     def forward(self, input_tensor: torch.Tensor) -> tuple[list[torch.Tensor], list[torch.Tensor]] | InferenceBatch:
         """Training: ``(z per level, log|det J| per level)``; evaluation: anomalib's anomaly map and score."""

@@ -185,9 +185,17 @@ def test_max_pooling_keeps_a_lesion_smaller_than_a_cell() -> None:
 
 def test_map_settings_of_runs_saved_before_the_map_keys_reproduce_them() -> None:
     old = {"name": "film_normative", "prior_count": 5.0, "scale": True}
-    assert map_settings(old) == {"prior_count": 5.0, "scale": True, "position_spread": False, "units": "sd"}
-    new = {**old, "map_prior_count": 1.0, "position_spread": True, "map_units": "detector"}
-    assert map_settings(new) == {"prior_count": 1.0, "scale": True, "position_spread": True, "units": "detector"}
+    every = {"covariates": ("view", "sex", "age"), "min_reference_films": 0}
+    assert map_settings(old) == {"prior_count": 5.0, "scale": True, "position_spread": False, "units": "sd", **every}
+    new = {**old, "map_prior_count": 1.0, "position_spread": True, "map_units": "detector", "covariates": ["view"]}
+    assert map_settings(new) == {
+        "prior_count": 1.0,
+        "scale": True,
+        "position_spread": True,
+        "units": "detector",
+        "covariates": ("view",),
+        "min_reference_films": 0,
+    }
     assert map_pool(old) == "mean" and map_pool({**new, "pool": "max"}) == "max"
 
 

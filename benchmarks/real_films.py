@@ -1,0 +1,309 @@
+"""Real films decide: every model x metadata-conditioning option on the real NIH development sets, several splits.
+
+For each data set, model and seed (one patient-wise split per seed, the protocol's default), the real pipeline
+(:func:`cxrad.run.fit_and_score` then :func:`cxrad.run.evaluate`, exactly what ``python -m cxrad.run`` does) is
+run for every option. Options that change nothing inside the detector (``none``, ``stratified``, ``normative`` and
+their covariate / unit variants) are all scored from one fit of it; FiLM options from one fit with the FiLM; the
+training-film reference (``reference_source=train``) from one fit on the remaining training films. Each option's
+validation roles are assigned exactly as its own run would assign them.
+
+Writes ``experiments/real_films.json`` (every run's metrics) and ``.md`` (means over seeds with patient-bootstrap
+95% intervals over the union of the splits' patients, and paired differences to ``none`` on the same films).
+
+    .venv/bin/python benchmarks/real_films.py --seeds 0 1 2                      # both sets, PatchCore + PaDiM
+    .venv/bin/python benchmarks/real_films.py --models global_gaussian --seeds 0 1 2 --append
+    .venv/bin/python benchmarks/real_films.py --render                           # rewrite the .md from the .json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pandas as pd
+from _common import REPO
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from lightning.pytorch import seed_everything
+from omegaconf import DictConfig, open_dict
+
+from cxrad.data.samples import load_samples
+from cxrad.metadata_conditioning import assign_val_roles
+from cxrad.metrics.bootstrap import mean_over_splits
+from cxrad.run import evaluate, fit_and_score
+from cxrad.validate import validate
+
+DATA = {
+    "nih64_dev": ["data=nih", "data.source.root=${paths.shared_data}/nih64_dev", "data.num_workers=0"],
+    "nih256_sample": ["data=nih", "data.source.root=${paths.shared_data}/nih256_sample", "data.num_workers=0"],
+}
+COMMON = ["progress_bar=false", "heatmap_top_k=0", "logger=none"]
+TRAIN_REFERENCE = ["metadata_conditioning.reference_source=train", "metadata_conditioning.reference_fraction=0.3"]
+# fit -> the option config it is fitted under, and the options scored from that one fit (name -> overrides).
+# A fit's option only decides the model and which maps are kept; every scored option gets its own roles.
+FITS: dict[str, tuple[list[str], dict[str, list[str]]]] = {
+    "image": (
+        ["metadata_conditioning=normative"],
+        {
+            "none": ["metadata_conditioning=none"],
+            "stratified": ["metadata_conditioning=stratified"],
+            "stratified[view]": ["metadata_conditioning=stratified", "metadata_conditioning.covariates=[view]"],
+            "normative": ["metadata_conditioning=normative"],
+            "normative[view]": ["metadata_conditioning=normative", "metadata_conditioning.covariates=[view]"],
+            "normative[view,sex]": ["metadata_conditioning=normative", "metadata_conditioning.covariates=[view,sex]"],
+            "normative[]": ["metadata_conditioning=normative", "metadata_conditioning.covariates=[]"],
+            "normative/detector": ["metadata_conditioning=normative", "metadata_conditioning.map_units=detector"],
+            "normative/detector[view]": [
+                "metadata_conditioning=normative",
+                "metadata_conditioning.map_units=detector",
+                "metadata_conditioning.covariates=[view]",
+            ],
+        },
+    ),
+    "train_reference": (
+        ["metadata_conditioning=normative", *TRAIN_REFERENCE],
+        {
+            "normative/train": ["metadata_conditioning=normative", *TRAIN_REFERENCE],
+            "normative/train[view]": [
+                "metadata_conditioning=normative",
+                *TRAIN_REFERENCE,
+                "metadata_conditioning.covariates=[view]",
+            ],
+            "normative/detector/train[view]": [
+                "metadata_conditioning=normative",
+                *TRAIN_REFERENCE,
+                "metadata_conditioning.map_units=detector",
+                "metadata_conditioning.covariates=[view]",
+            ],
+            "stratified/train[view]": [
+                "metadata_conditioning=stratified",
+                *TRAIN_REFERENCE,
+                "metadata_conditioning.covariates=[view]",
+            ],
+        },
+    ),
+    "film": (
+        ["metadata_conditioning=film_normative"],
+        {
+            "film": ["metadata_conditioning=film"],
+            "film_normative": ["metadata_conditioning=film_normative"],
+            "film_stratified": ["metadata_conditioning=film_stratified"],
+        },
+    ),
+}
+MODELS = {
+    "patchcore": ["model=patchcore"],
+    "padim": ["model=padim"],
+}
+ROW_METRICS = (
+    "image_auroc",
+    "view_stratified_auroc",
+    "view_shortcut",
+    "normal_view_leakage_auroc",
+    "view_only_auroc",
+    "nodule_auroc",
+    "fpr",
+    "fpr_ap_normals",
+    "fpr_pa_normals",
+    "sex_shortcut",
+    "age_shortcut",
+    "val_image_auroc",
+    "val_view_stratified_auroc",
+    "n_train",
+    "n_val_reference",
+    "n_val_calibration",
+    "n_test",
+    "n_test_normal",
+)
+SUMMARY = ("image_auroc", "view_stratified_auroc", "view_shortcut", "nodule_auroc")
+log = logging.getLogger("real_films")
+
+
+def composed(overrides: list[str]) -> DictConfig:
+    """The real config with ``overrides``, as Hydra composes it for one job (no run directory)."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        del cfg.hydra
+    return cfg
+
+
+def with_output(cfg: DictConfig, out: Path) -> DictConfig:
+    with open_dict(cfg):
+        cfg.paths.output_dir = str(out)
+    out.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+def one_fit(data: str, model: str, fit: str, seed: int, size: int, work: Path, extra: list[str]) -> list[dict]:
+    """Fit ``model`` once under ``fit``'s option and score every option of that fit; one row per option."""
+    base = [*DATA[data], *COMMON, *MODELS[model], f"preprocessing.image_size={size}", f"seed={seed}", *extra]
+    fit_overrides, options = FITS[fit]
+    cfg = with_output(composed([*base, *fit_overrides]), work / f"{data}_{model}_{seed}_{fit}")
+    validate(cfg)
+    seed_everything(seed, workers=True)
+    start = time.perf_counter()
+    samples, report, skipped = load_samples(cfg.data, seed, cfg.preprocessing.image_size)
+    scored = fit_and_score(cfg, Path(cfg.paths.output_dir), samples, skipped)
+    fit_seconds = time.perf_counter() - start
+    rows = []
+    for option, overrides in options.items():
+        out = work / f"{data}_{model}_{seed}_{fit}" / option.replace("/", "_").replace("[", "-").replace("]", "")
+        option_cfg = with_output(composed([*base, *overrides]), out)
+        validate(option_cfg)
+        roles = assign_val_roles(samples, option_cfg.metadata_conditioning, seed)
+        if not roles["split"].equals(scored.samples["split"]):  # a train reference must be the fit's own
+            msg = f"option {option} moves other training films than fit {fit} held out; give them one reference"
+            raise RuntimeError(msg)
+        metrics, _, _ = evaluate(option_cfg, replace(scored, samples=roles), out, report)
+        row = {"data": data, "model": model, "option": option, "fit": fit, "seed": seed, "image_size": size}
+        row.update({k: metrics.get(k) for k in ROW_METRICS})
+        row["ci"] = {k: metrics["ci"].get(k) for k in ("image_auroc", "view_stratified_auroc", "view_shortcut")}
+        row["covariates_used"] = metrics.get("covariates_used")
+        row["covariates_dropped"] = metrics.get("covariates_dropped")
+        row["fit_seconds"] = round(fit_seconds, 1)
+        row["predictions"] = str(out / "predictions.csv")
+        rows.append(row)
+        log.info("%s", json.dumps({k: row[k] for k in ("data", "model", "option", "seed", *SUMMARY[:3])}))
+    return rows
+
+
+def cell(value: object, digits: int = 3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}" if isinstance(value, float) else str(value)
+
+
+def interval(result: dict) -> str:
+    return f"{cell(result['estimate'])} [{cell(result['low'])}, {cell(result['high'])}]"
+
+
+def summarise(rows: list[dict], n_boot: int) -> list[dict]:
+    """Per data set, model and option: means over seeds with intervals, and paired differences to ``none``."""
+    out = []
+    groups = dict.fromkeys((r["data"], r["model"], r["option"]) for r in rows)
+    for data, model, option in groups:
+        group = sorted(
+            (r for r in rows if (r["data"], r["model"], r["option"]) == (data, model, option)), key=lambda r: r["seed"]
+        )
+        base = {r["seed"]: r for r in rows if (r["data"], r["model"], r["option"]) == (data, model, "none")}
+        runs = [pd.read_csv(r["predictions"]) for r in group]
+        paired = [r for r in group if r["seed"] in base]
+        entry = {"data": data, "model": model, "option": option, "seeds": [r["seed"] for r in group]}
+        for metric in SUMMARY:
+            entry[metric] = mean_over_splits(runs, metric, n_boot=n_boot)
+            if option != "none" and paired:
+                entry[f"{metric}_minus_none"] = mean_over_splits(
+                    [pd.read_csv(r["predictions"]) for r in paired],
+                    metric,
+                    [pd.read_csv(base[r["seed"]]["predictions"]) for r in paired],
+                    n_boot=n_boot,
+                )
+        fprs = [r["fpr"] for r in group if r["fpr"] is not None]
+        entry["fpr"] = sum(fprs) / len(fprs) if fprs else None
+        for view in ("ap", "pa"):
+            values = [r[f"fpr_{view}_normals"] for r in group if r[f"fpr_{view}_normals"] is not None]
+            entry[f"fpr_{view}"] = sum(values) / len(values) if values else None
+        entry["view_only_auroc"] = sum(r["view_only_auroc"] or 0 for r in group) / len(group)
+        entry["n_val_reference"] = sum(r["n_val_reference"] for r in group) / len(group)
+        entry["covariates_used"] = sorted({",".join(r["covariates_used"] or []) or "-" for r in group})
+        out.append(entry)
+    return out
+
+
+def markdown(summary: list[dict], rows: list[dict], command: str) -> str:
+    sizes = sorted({(r["data"], r["image_size"]) for r in rows})
+    lines = [
+        "# Real films: every model x metadata-conditioning option",
+        "",
+        f"Regenerate: `{command}`. Image sizes: {', '.join(f'{d} {s} px' for d, s in sizes)}; EfficientNet-Lite0",
+        "ImageNet weights; the protocol's default split (`patient_random`) drawn once per seed; percentile q95",
+        "threshold on the calibration normals. Each cell: mean over seeds [95% patient-bootstrap interval over the",
+        "union of the splits' patients]. *within-view* = mean of the PA and AP AUROCs; *view shortcut* =",
+        "|normal view leakage - 0.5| (0 = the score does not tell a normal AP film from a normal PA one);",
+        "*- none* = paired difference to `none` on the same test films (same fit for every image-only option).",
+        "Options: `[...]` the covariates (default all of view, sex, age); `/detector` map units of the detector;",
+        "`/train` reference = 30% of the normal training patients (held out of the fit) instead of half the",
+        "normal validation patients. `covariates used` lists what the reference supported",
+        "(`min_reference_films`).",
+        "",
+    ]
+    for data in dict.fromkeys(s["data"] for s in summary):
+        lines += [f"## {data}", ""]
+        lines += [
+            "| model | option | seeds | image AUROC | within-view AUROC | within-view - none | view shortcut | "
+            "view shortcut - none | nodule AUROC | test FPR (AP / PA normals) | view only | reference films | "
+            "covariates used |",
+            "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        ]
+        for s in (s for s in summary if s["data"] == data):
+
+            def diff(metric: str, s: dict = s) -> str:
+                return interval(s[f"{metric}_minus_none"]) if f"{metric}_minus_none" in s else "-"
+
+            lines.append(
+                f"| {s['model']} | {s['option']} | {len(s['seeds'])} | {interval(s['image_auroc'])} | "
+                f"{interval(s['view_stratified_auroc'])} | {diff('view_stratified_auroc')} | "
+                f"{interval(s['view_shortcut'])} | {diff('view_shortcut')} | {interval(s['nodule_auroc'])} | "
+                f"{cell(s['fpr'])} ({cell(s['fpr_ap'])} / {cell(s['fpr_pa'])}) | {cell(s['view_only_auroc'])} | "
+                f"{s['n_val_reference']:.0f} | {' / '.join(s['covariates_used'])} |"
+            )
+        lines.append("")
+    lines += [
+        "Per run (seed): image / within-view AUROC, view shortcut, test FPR, fit seconds (2 CPU cores):",
+        "",
+        "| data | model | option | seed | image AUROC | within-view | view shortcut | FPR | n test | fit s |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['data']} | {r['model']} | {r['option']} | {r['seed']} | {cell(r['image_auroc'])} | "
+            f"{cell(r['view_stratified_auroc'])} | {cell(r['view_shortcut'])} | {cell(r['fpr'])} | {r['n_test']} | "
+            f"{r['fit_seconds']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--data", nargs="+", default=list(DATA), choices=list(DATA))
+    parser.add_argument("--models", nargs="+", default=list(MODELS))
+    parser.add_argument("--fits", nargs="+", default=list(FITS), choices=list(FITS))
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run, e.g. preprocessing.x=y")
+    parser.add_argument("--n-boot", type=int, default=1000)
+    parser.add_argument("--work", type=Path, default=REPO / ".cache" / "real_films")
+    parser.add_argument("--out", type=Path, default=REPO / "experiments" / "real_films")
+    parser.add_argument("--append", action="store_true", help="add to the saved rows (same settings) instead")
+    parser.add_argument("--render", action="store_true", help="only rewrite the .md from the saved .json")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    saved_path = args.out.with_suffix(".json")
+    saved = json.loads(saved_path.read_text()) if saved_path.is_file() and (args.append or args.render) else None
+    rows = saved["rows"] if saved else []
+    commands = saved["commands"] if saved else []
+    if not args.render:
+        commands.append(("python benchmarks/real_films.py " + " ".join(sys.argv[1:])).strip())
+        for data in args.data:
+            for model in args.models:
+                MODELS.setdefault(model, [f"model={model}"])
+                for seed in args.seeds:
+                    for fit in args.fits:
+                        done = {(r["data"], r["model"], r["fit"], r["seed"]) for r in rows}
+                        if (data, model, fit, seed) in done:
+                            continue
+                        rows += one_fit(data, model, fit, seed, args.image_size, args.work, args.extra)
+                        saved_path.write_text(json.dumps({"commands": commands, "rows": rows}, indent=2))
+    have_predictions = all(Path(r["predictions"]).is_file() for r in rows)
+    summary = summarise(rows, args.n_boot) if have_predictions or not saved else saved["summary"]
+    saved_path.write_text(json.dumps({"commands": commands, "rows": rows, "summary": summary}, indent=2))
+    args.out.with_suffix(".md").write_text(markdown(summary, rows, " ; ".join(commands)))
+
+
+if __name__ == "__main__":
+    main()
