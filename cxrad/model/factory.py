@@ -10,6 +10,7 @@ from hydra.utils import instantiate
 from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from cxrad.aggregation import film_scoring
 from cxrad.backbone import BackboneConfig
 from cxrad.model.checkpoint import WeightsOnlyCheckpoint
 from cxrad.scoring import ScoreCollector
@@ -41,7 +42,8 @@ def make_engine(
         strategy="ddp" if devices > 1 else "auto",
         logger=False,
         max_epochs=cfg.model.max_epochs,
-        callbacks=[collector, WeightsOnlyCheckpoint(), *callbacks],  # checkpoints load with weights_only=True
+        # FilmScoring first: every later callback reads the ROI-restricted map and the aggregated film score.
+        callbacks=[film_scoring(cfg), collector, WeightsOnlyCheckpoint(), *callbacks],  # weights_only=True loads
         enable_progress_bar=cfg.progress_bar,
     )
     return engine, collector
