@@ -151,4 +151,12 @@ class FilmScoring(Callback):
 
 def film_scoring(cfg: Any) -> FilmScoring:  # noqa: ANN401 - the composed run config (a DictConfig)
     """The :class:`FilmScoring` callback of a run config (``native`` when it has no ``aggregation`` group)."""
-    return FilmScoring(AggregationConfig.from_config(cfg.get("aggregation")))
+    config = AggregationConfig.from_config(cfg.get("aggregation"))
+    if config.name == "native" and cfg.preprocessing.get("roi", "none") != "none":
+        log.warning(
+            "preprocessing.roi=%s with aggregation=native: films are cleaned and maps restricted to the thorax, "
+            "but the film score is the detector's own and ignores the mask; set aggregation=max (or topk_mean) "
+            "to score inside it",
+            cfg.preprocessing.roi,
+        )
+    return FilmScoring(config)

@@ -28,6 +28,7 @@ import pandas as pd
 from anomalib.engine import Engine
 from omegaconf import OmegaConf
 
+from cxrad.aggregation import film_scoring
 from cxrad.data.checks import DECODE_SKIP_LOG, ScanConfig, screen_samples, skip_counts, with_logged_skips
 from cxrad.data.dataset import make_loader
 from cxrad.data.folder import list_films
@@ -130,7 +131,8 @@ def predict(
     out.mkdir(parents=True, exist_ok=True)
     loader = make_loader(films, run.preprocess, int(run.cfg.data.batch_size), 0, False, 0, out / DECODE_SKIP_LOG)
     writer = PredictionWriter(Rater(run_dir, run, films), run.preprocess, out / "heatmaps" if heatmaps else None)
-    engine = Engine(accelerator=device, devices=1, logger=False, default_root_dir=out, callbacks=[writer])
+    callbacks = [film_scoring(run.cfg), writer]  # the run's ROI restriction and film-score aggregation first
+    engine = Engine(accelerator=device, devices=1, logger=False, default_root_dir=out, callbacks=callbacks)
     engine.predict(model=run.model, dataloaders=loader, return_predictions=False)
     scored = films.join(writer.table(), how="inner")
     columns = [*OUTPUT_COLUMNS, *(["label"] if known else [])]

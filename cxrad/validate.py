@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from cxrad.aggregation import AggregationConfig
 from cxrad.backbone import validate_layers
 from cxrad.metadata_conditioning.normative import map_pool, map_settings
 from cxrad.metadata_conditioning.options import check_option, conditions_features, conditions_maps
 from cxrad.model.components.knn import SEARCH_METHODS
+from cxrad.preprocessing.roi import check_roi_method
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
 
 FILM_MODELS = ("patchcore", "padim", "draem", "fastflow")
@@ -40,6 +42,8 @@ def validate(cfg: DictConfig) -> None:
         _fail(f"metadata_conditioning=film is not available for model={model} yet; use one of {FILM_MODELS}")
     if cfg.threshold.method not in THRESHOLD_METHODS:
         _fail(f"threshold={cfg.threshold.method} is unknown; choose from {THRESHOLD_METHODS}")
+    AggregationConfig.from_config(cfg.get("aggregation"))  # raises naming the bad name or parameter
+    check_roi_method(cfg.preprocessing.get("roi", "none"))  # learned segmenters: names the missing weights
     if cfg.model.max_epochs < 1:
         _fail(f"model.max_epochs={cfg.model.max_epochs} must be >= 1")
 
