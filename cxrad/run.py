@@ -171,6 +171,8 @@ def _run_facts(cfg: DictConfig) -> dict[str, str]:
         "backbone": backbone,
         "data": cfg.data.name,
         "metadata_conditioning": cfg.metadata_conditioning.name,
+        "aggregation": cfg.aggregation.name if "aggregation" in cfg else "native",
+        "roi": cfg.preprocessing.get("roi", "none"),
     }
 
 
