@@ -8,8 +8,8 @@ markers, collimation borders and black frames. :func:`find_roi` finds three thin
    near the film's edges; they are inpainted (``cv2.inpaint``), so the detector never sees them.
 2. **border**: whole rows/columns at the edges that are nearly constant and very dark or very bright (black
    frames, collimation shutters); they are filled with the film's median grey, so they carry no texture.
-3. **thorax**: the convex hull of the lung fields (the dark Otsu components inside the body, after dropping
-   the air outside it), slightly dilated; when the segmentation is implausible a central ellipse is used and a
+3. **thorax**: the convex hull of the lung fields (the dark Otsu components inside the body, cut from the air
+   around it by an erosion), slightly dilated; when the segmentation is implausible a central ellipse is used and a
    warning logged. The anomaly map is restricted to this mask before the film's score is taken
    (:mod:`cxrad.aggregation`).
 
@@ -42,9 +42,9 @@ LEARNED_ROI_WEIGHTS = {
 }
 EDGE_BAND = 0.25  # markers sit within this fraction of the side from an edge
 MAX_BORDER = 0.2  # at most this fraction of the side is taken as border on each edge
-MIN_LUNG = 0.02  # a lung-field component covers at least this fraction of the film
+MIN_SEED = 0.003  # an eroded lung seed covers at least this fraction of the film
 HULL_RANGE = (0.15, 0.85)  # a plausible thorax covers this fraction of the film
-EDGE_MARGIN = 0.05  # lung pixels this close to the edge are left out of the hull (air around the body)
+EDGE_MARGIN = 0.03  # a dark seed this close to the edge or the border is the air around the body
 
 
 class Roi(NamedTuple):
@@ -174,19 +174,16 @@ def neutralise(film: np.ndarray, markers: np.ndarray, border: np.ndarray) -> np.
 def thorax_mask(film: np.ndarray, border: np.ndarray) -> tuple[np.ndarray, bool]:
     """Convex hull of the lung fields, dilated by 1/32 of the side; ``(central ellipse, True)`` when implausible.
 
-    Lungs are the dark side of an Otsu split of the blurred film inside its border; dark components touching
-    the border or the film's edge are the air around the body and are dropped; the (up to) two largest
-    remaining components of at least :data:`MIN_LUNG` of the film are the lung fields.
+    Lungs are the dark side of an Otsu split of the blurred film inside its border (:func:`lung_fields`). The hull
+    is implausible when it covers less or more of the film than :data:`HULL_RANGE`.
     """
     side = min(film.shape)
-    blurred = cv2.GaussianBlur(film, (0, 0), sigmaX=side / 64)
     inside = ~border
     if inside.sum() < film.size * HULL_RANGE[0]:
         return central_ellipse(film.shape), True
+    blurred = cv2.GaussianBlur(film, (0, 0), sigmaX=side / 64)
     level, _ = cv2.threshold(blurred[inside].reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    dark = ((blurred <= level) & inside).astype(np.uint8)
-    dark = cv2.morphologyEx(dark, cv2.MORPH_OPEN, np.ones((_odd(side / 32),) * 2, np.uint8))
-    lungs = _lung_components(dark, border)
+    lungs = lung_fields(((blurred <= level) & inside).astype(np.uint8), border)
     if lungs is None:
         return central_ellipse(film.shape), True
     hull = np.zeros(film.shape, np.uint8)
@@ -198,28 +195,40 @@ def thorax_mask(film: np.ndarray, border: np.ndarray) -> tuple[np.ndarray, bool]
     return hull, False
 
 
-def _lung_components(dark: np.ndarray, border: np.ndarray) -> np.ndarray | None:
-    """The (up to) two largest central dark components, without their pixels near the edges; None if none.
+def lung_fields(dark: np.ndarray, border: np.ndarray) -> np.ndarray | None:
+    """The lung fields in a dark mask: one seed per half of the film, grown back; None when there is none.
 
-    A lung field may touch the film's edge through the axilla or the neck, so touching is allowed; but a
-    component is the air around the body when its centre lies in the outer sixth of the film or when more than
-    a third of it lies within :data:`EDGE_MARGIN` of the edge or the border.
+    The dark mask also holds the air around the body, often joined to a lung through the axilla or above the
+    shoulder. Eroding by 1/20 of the side cuts such thin bridges; in each half of the film the largest eroded
+    component clear of the edges and the border, centred in the chest's band, is that side's lung seed; seeds are
+    dilated back by the same amount within the dark mask. A film with one lung found gets its mirror image too
+    (the other lung is hidden by the heart or an effusion, but the thorax is symmetric).
     """
     height, width = dark.shape
-    near_edge = np.ones(dark.shape, dtype=bool)
-    margin_y, margin_x = int(EDGE_MARGIN * height), int(EDGE_MARGIN * width)
-    near_edge[margin_y : height - margin_y, margin_x : width - margin_x] = False
-    near_edge |= cv2.dilate(border.astype(np.uint8), np.ones((2 * margin_x + 1,) * 2, np.uint8)).astype(bool)
-    count, labels, stats, centroids = cv2.connectedComponentsWithStats(dark, connectivity=4)
-    areas = []
-    for label in range(1, count):
-        area = stats[label, cv2.CC_STAT_AREA]
-        cx, cy = centroids[label]
-        central = width / 6 < cx < width * 5 / 6 and height / 6 < cy < height * 5 / 6
-        if central and area >= MIN_LUNG * dark.size and (near_edge & (labels == label)).sum() < area / 3:
-            areas.append((area, label))
-    lungs = [label for _, label in sorted(areas, reverse=True)[:2]]
-    return (np.isin(labels, lungs) & ~near_edge).astype(np.uint8) if lungs else None
+    side = min(height, width)
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (_odd(side / 20),) * 2)
+    count, labels, stats, centroids = cv2.connectedComponentsWithStats(cv2.erode(dark, kernel), connectivity=4)
+    margin = max(1, int(EDGE_MARGIN * side))
+    edge = np.ones(dark.shape, dtype=bool)
+    edge[margin : height - margin, margin : width - margin] = False
+    edge |= cv2.dilate(border.astype(np.uint8), np.ones((2 * margin + 1,) * 2, np.uint8)).astype(bool)
+    touching = set(np.unique(labels[edge]).tolist())
+    seeds = []
+    for left in (True, False):
+        candidates = [
+            (stats[label, cv2.CC_STAT_AREA], label)
+            for label in range(1, count)
+            if label not in touching
+            and (centroids[label][0] < width / 2) == left
+            and 0.1 * width < centroids[label][0] < 0.9 * width
+            and 0.15 * height < centroids[label][1] < 0.8 * height
+            and stats[label, cv2.CC_STAT_AREA] >= MIN_SEED * dark.size
+        ]
+        seeds += [max(candidates)[1]] if candidates else []
+    if not seeds:
+        return None
+    lungs = cv2.dilate(np.isin(labels, seeds).astype(np.uint8), kernel) & dark
+    return lungs | lungs[:, ::-1] if len(seeds) == 1 else lungs
 
 
 def central_ellipse(shape: tuple[int, int]) -> np.ndarray:

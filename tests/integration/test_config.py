@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-GROUPS = ("data", "model", "backbone", "preprocessing", "metadata_conditioning", "threshold", "logger")
+GROUPS = ("data", "model", "backbone", "preprocessing", "metadata_conditioning", "aggregation", "threshold", "logger")
 
 
 def _options(group: str) -> list[str]:
