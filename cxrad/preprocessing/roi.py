@@ -40,6 +40,8 @@ LEARNED_ROI_WEIGHTS = {
     ),
     "anycxr": "AnyCXR lung segmentation weights (a local checkpoint file)",
 }
+MARKER_LEVEL = 170  # burned-in text is this bright on the CLAHE'd film (grey "PORTABLE" labels reach ~200)
+MARKER_CONTRAST = 90  # ... and this much brighter than the darkest of its 1/28-of-the-side neighbourhood
 EDGE_BAND = 0.25  # markers sit within this fraction of the side from an edge
 MAX_BORDER = 0.2  # at most this fraction of the side is taken as border on each edge
 MIN_SEED = 0.003  # an eroded lung seed covers at least this fraction of the film
@@ -89,9 +91,11 @@ def find_roi(film: np.ndarray, source: str | Path = "") -> Roi:
         source: the film's path, named in the warning when the thorax falls back to the central ellipse.
     """
     border = find_border(film)
-    markers = find_markers(film, border)
+    thorax, fallback = thorax_mask(neutralise(film, np.zeros_like(border), border), border)
+    # Lungs are dark and markers bright: the thorax does not depend on them, and a small bright thing inside
+    # it (a calcified nodule) is a finding, never a marker.
+    markers = find_markers(film, border, None if fallback else thorax)
     image = neutralise(film, markers, border)
-    thorax, fallback = thorax_mask(image, border)
     if fallback:
         log.warning("no plausible lung fields found in %s; the thorax mask is the central ellipse", source or "a film")
     return Roi(image, thorax, markers, border, fallback)
@@ -128,22 +132,21 @@ def _run_length(flags: np.ndarray) -> int:
     return int(np.argmin(flags)) if not flags.all() else len(flags)
 
 
-def find_markers(film: np.ndarray, border: np.ndarray | None = None) -> np.ndarray:
+def find_markers(film: np.ndarray, border: np.ndarray | None = None, thorax: np.ndarray | None = None) -> np.ndarray:
     """Burned-in text and markers: small, very bright, high-contrast components near the film's edges.
 
-    A pixel is a candidate when it is among the brightest of the film (at least 180 and the 95th percentile of
-    the film inside its border) and stands at least 100 grey levels above its neighbourhood (white top-hat with
-    a window of 1/28 of the side, so ribs, clavicles and the mediastinum, which are wider, do not qualify). A
-    component is kept when its box is under 1/8 of the side and at most three times as long as it is wide (a
-    glyph, not a bone edge), and its centre lies within :data:`EDGE_BAND` of an edge (lesions sit inside the
-    lungs). The returned mask is dilated by a pixel or two to cover the glyphs' anti-aliased rims.
+    A pixel is a candidate when it is bright (at least :data:`MARKER_LEVEL`) and stands at least
+    :data:`MARKER_CONTRAST` grey levels above its neighbourhood (white top-hat with a window of 1/28 of the
+    side, so ribs, clavicles and the mediastinum, which are wider, do not qualify). A component is kept when its
+    box is under 1/8 of the side and at most three times as long as it is wide (a glyph, not a bone edge), its
+    centre lies within :data:`EDGE_BAND` of an edge, and at most half of it lies inside ``thorax`` when given
+    (a small bright thing in the lungs is a finding). The mask is dilated by a pixel or two to cover the glyphs'
+    anti-aliased rims.
     """
     side = min(film.shape)
-    inside = film[~border] if border is not None and (~border).any() else film.ravel()
-    bright = max(180.0, float(np.percentile(inside, 95)))
     window = _odd(side / 28)
     tophat = cv2.morphologyEx(film, cv2.MORPH_TOPHAT, cv2.getStructuringElement(cv2.MORPH_RECT, (window, window)))
-    candidate = ((film >= bright) & (tophat >= 100)).astype(np.uint8)
+    candidate = ((film >= MARKER_LEVEL) & (tophat >= MARKER_CONTRAST)).astype(np.uint8)
     if border is not None:
         candidate[border] = 0
     count, labels, stats, centroids = cv2.connectedComponentsWithStats(candidate, connectivity=8)
@@ -154,7 +157,8 @@ def find_markers(film: np.ndarray, border: np.ndarray | None = None) -> np.ndarr
         cx, cy = centroids[label]
         small = max(w, h) <= side / 8 and max(w, h) <= 3 * min(w, h) + 2  # glyphs, not bone edges
         near_edge = min(cx, width - 1 - cx) < EDGE_BAND * width or min(cy, height - 1 - cy) < EDGE_BAND * height
-        keep[label] = small and near_edge
+        in_thorax = thorax is not None and thorax[labels == label].mean() > 0.5
+        keep[label] = small and near_edge and not in_thorax
     markers = keep[labels]
     grow = max(1, round(side / 128))
     return cv2.dilate(markers.astype(np.uint8), np.ones((2 * grow + 1,) * 2, np.uint8)).astype(bool)

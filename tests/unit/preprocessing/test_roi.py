@@ -132,3 +132,16 @@ def test_dataset_items_carry_the_cleaned_film_and_mask_the_same_with_and_without
     assert plain.roi_mask[masks["lesion"]].all()
     assert (plain.image[0].numpy()[masks["marker"]] * 255).mean() < 230  # the marker is no longer white
     assert CxrDataset(table, PreprocessConfig(image_size=SIZE))[0].roi_mask is None
+
+
+def test_a_small_bright_nodule_inside_the_lung_near_the_edge_is_not_a_marker() -> None:
+    film, masks = chest_film(seed=2)
+    yy, xx = np.mgrid[:SIZE, :SIZE]
+    calcified = (yy - 110) ** 2 + (xx - 56) ** 2 <= 3**2  # in the edge band, but inside the right lung
+    film[calcified] = 255
+    film = preprocessed(film)
+    roi = find_roi(film)
+    assert roi.thorax[calcified].all()
+    assert not roi.markers[calcified].any()
+    np.testing.assert_array_equal(roi.image[calcified], film[calcified])
+    assert roi.markers[masks["marker"]].mean() > 0.95  # while the corner marker still is one
