@@ -4,11 +4,13 @@ Six films of ``$CXRAD_SHARED_DATA/nih256_sample`` (the first three AP and three 
 carrying most burned-in markers), each preprocessed like a run with ``preprocessing.center_crop=1.0`` so borders
 stay visible: per film the preprocessed film with the markers found in red and the border in blue, and the
 cleaned film with the thorax mask outlined in green (yellow when it fell back to the central ellipse).
+``--summary`` also prints per-view statistics over all films of the sample (fallbacks, mask and border shares).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from pathlib import Path
 
@@ -41,11 +43,35 @@ def panel(film: np.ndarray, roi: Roi, caption: str) -> np.ndarray:
     return np.vstack([top, caption_band([caption], top.shape[1])])
 
 
+def summary(root: Path) -> pd.DataFrame:
+    """Per view over every film of the sample (``center_crop=0.95``, the default): share of thorax fallbacks,
+    median thorax share of the film, share of films with a marker found, mean border share."""
+    logging.disable(logging.WARNING)  # one fallback warning per film is not news here
+    transform = build_transform(PreprocessConfig(image_size=256, center_crop=0.95))
+    table = pd.read_csv(root / "Data_Entry_2017_v2020.csv")
+    rows = []
+    for name, view in zip(table["Image Index"], table["View Position"], strict=True):
+        if (root / "images" / name).is_file():
+            roi = find_roi(transform(image=read_grayscale(root / "images" / name))["image"][..., 0])
+            rows.append((view, roi.fallback, roi.thorax.mean(), roi.markers.any(), roi.border.mean()))
+    films = pd.DataFrame(rows, columns=["view", "fallback", "thorax", "marker_found", "border"])
+    return films.groupby("view").agg(
+        films=("fallback", "size"),
+        fallback=("fallback", "mean"),
+        thorax_median=("thorax", "median"),
+        marker_found=("marker_found", "mean"),
+        border_mean=("border", "mean"),
+    )
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.roi_examples", description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=REPO / "docs" / "roi_examples.jpg")
+    parser.add_argument("--summary", action="store_true", help="also print per-view ROI statistics of all films")
     args = parser.parse_args(argv)
     root = Path(os.environ.get("CXRAD_SHARED_DATA", "/work/shared/data")) / "nih256_sample"
+    if args.summary:
+        print(summary(root).round(3).to_string())
     transform = build_transform(PreprocessConfig(image_size=256, center_crop=1.0))
     panels = []
     for _, row in pick_films(root).iterrows():
