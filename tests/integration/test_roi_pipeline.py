@@ -59,3 +59,13 @@ def test_predict_scores_new_films_with_the_runs_roi_and_aggregation(roi_run: Pat
     assert skipped.empty and len(merged) == len(expected)
     np.testing.assert_allclose(merged.score, merged.score_run, rtol=1e-5)
     assert all(_magenta_pixels(Path(path)) > 50 for path in predictions.heatmap)
+
+
+def test_map_conditioning_scores_the_restricted_maps_of_another_model(run_tiny) -> None:  # noqa: ANN001
+    """PaDiM + normative map conditioning + upper_percentile: the normative maps are the ROI-restricted ones."""
+    overrides = ("model=padim", "backbone=resnet18", "backbone.pretrained=false", "metadata_conditioning=normative")
+    metrics, out_dir = run_tiny(*overrides, "preprocessing.roi=classical", "aggregation=upper_percentile")
+    assert math.isfinite(metrics["image_auroc"]) and metrics["aggregation"] == "upper_percentile"
+    assert np.isfinite(read_predictions(out_dir)["score"]).all()
+    panels = sorted((out_dir / "heatmaps").glob("[0-9][0-9]_*.png"))
+    assert panels and all(_magenta_pixels(panel) > 50 for panel in panels)
