@@ -183,19 +183,19 @@ def thorax_mask(film: np.ndarray, border: np.ndarray) -> tuple[np.ndarray, bool]
     """
     side = min(film.shape)
     inside = ~border
-    if inside.sum() < film.size * HULL_RANGE[0]:
+    if inside.sum() < film.size * HULL_RANGE[0]:  # (almost) all border: nothing better than the ellipse
         return central_ellipse(film.shape), True
     blurred = cv2.GaussianBlur(film, (0, 0), sigmaX=side / 64)
     level, _ = cv2.threshold(blurred[inside].reshape(-1, 1), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     lungs = lung_fields(((blurred <= level) & inside).astype(np.uint8), border)
     if lungs is None:
-        return central_ellipse(film.shape), True
+        return central_ellipse(film.shape) & inside, True  # never over the border
     hull = np.zeros(film.shape, np.uint8)
     cv2.fillConvexPoly(hull, cv2.convexHull(cv2.findNonZero(lungs)), 1)
     grow = _odd(side / 16)
     hull = cv2.dilate(hull, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (grow, grow))).astype(bool) & inside
     if not HULL_RANGE[0] <= hull.mean() <= HULL_RANGE[1]:
-        return central_ellipse(film.shape), True
+        return central_ellipse(film.shape) & inside, True  # never over the border
     return hull, False
 
 
