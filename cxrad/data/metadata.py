@@ -187,14 +187,16 @@ class MetadataEncoder:
     values get their own flag instead of an imputed value, so a model can learn to ignore them. An encoder for
     data with extra views (``views``, e.g. ``('PA', 'AP', 'LATERAL')``) appends one flag per extra view, and one
     for extra covariates (``extras``: ``(name, levels)`` pairs) appends ``<name>_<level>`` flags plus
-    ``<name>_unknown``; ``view_unknown`` is then set only for views outside ``views``. With the defaults the
-    layout is the base one, so PA/AP data encodes exactly as before. :meth:`for_table` builds it from the data.
+    ``<name>_unknown``. The base features never change meaning (``view_unknown`` is set for every view other than
+    PA/AP, a lateral film included), so models reading the base eight columns see each film as before and the
+    appended flags tell a lateral film from one of unknown view. With the defaults the layout is the base one, so
+    PA/AP data encodes exactly as before. :meth:`for_table` builds it from the data.
 
     Example:
         >>> MetadataEncoder().encode(70.0, "F", "AP").tolist()
         [1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1.0, 0.0]
         >>> MetadataEncoder(views=("PA", "AP", "LATERAL")).encode(70.0, "F", "LATERAL").tolist()[5:]
-        [0.0, 0.0, 0.0, 1.0]
+        [0.0, 0.0, 1.0, 1.0]
     """
 
     views: tuple[str, ...] = VIEWS
@@ -239,7 +241,9 @@ class MetadataEncoder:
         missing_age = age is None or math.isnan(age)
         age_z = 0.0 if missing_age else (age - AGE_MEAN_YEARS) / AGE_STD_YEARS
         sex_hot = [float(sex == s) for s in SEXES] + [float(sex not in SEXES)]
-        view_hot = [float(view == v) for v in VIEWS] + [float(view not in self.views)]
+        # The base flags keep their meaning whatever the encoder (view_unknown: not PA/AP), so a consumer of the
+        # base eight features sees every film as before; the appended flags tell the extra views apart.
+        view_hot = [float(view == v) for v in VIEWS] + [float(view not in VIEWS)]
         view_hot += [float(view == v) for v in self.views[len(VIEWS) :]]
         extra_hot = []
         for (_, levels), value in zip(self.extras, extra_values, strict=True):
