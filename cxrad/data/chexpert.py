@@ -3,8 +3,9 @@
 ``root`` is the folder holding ``train.csv`` and ``valid.csv`` (``CheXpert-v1.0`` or ``CheXpert-v1.0-small``).
 Their ``Path`` column names each JPEG relative to the folder above it (``CheXpert-v1.0-small/train/patient00001/
 study1/view1_frontal.jpg``); paths relative to ``root`` itself are accepted too. Columns read: ``Path``, ``Sex``
-(Male/Female/Unknown), ``Age`` (years), ``Frontal/Lateral``, ``AP/PA`` and ``No Finding`` plus the 13 findings
-(1.0 / 0.0 / -1.0 uncertain / blank), labelled by :mod:`cxrad.data.labels` under ``data.uncertain``.
+(Male/Female/Unknown), ``Age`` (years; 0 is unknown), ``Frontal/Lateral``, ``AP/PA`` and ``No Finding`` plus
+the 13 findings (1.0 / 0.0 / -1.0 uncertain / blank), labelled by :mod:`cxrad.data.labels` under
+``data.uncertain``.
 """
 
 from __future__ import annotations
@@ -93,7 +94,8 @@ def chexpert_table(
         {
             "image_path": resolve_paths(raw["Path"], root),
             "patient_id": raw["Path"].astype(str).str.extract(r"(patient\d+)", expand=False),
-            "age": raw["Age"],
+            # CheXpert writes Age 0 for a few adults whose age is not known: 0 is unknown here, not a newborn.
+            "age": raw["Age"].where(pd.to_numeric(raw["Age"], errors="coerce") > 0),
             "sex": raw["Sex"],
             "view": chexpert_views(raw, views),
         }

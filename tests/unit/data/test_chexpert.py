@@ -78,6 +78,7 @@ def test_uncertain_policy_decides_uncertain_only_film(tmp_path: Path, policy: st
     frame, report = chexpert_table(write_chexpert(tmp_path, HANDFUL), uncertain=policy)
     film = frame[frame.patient_id == "patient00003"]
     assert film[["label", "finding_labels"]].values.tolist() == [[label, findings]]
+    assert film.age.isna().all()  # CheXpert's Age 0 is unknown
     assert report["uncertain_films"] == 2 and report["uncertain_excluded"] == 0
     assert report[f"uncertain_to_{policy}"] == 1
 
