@@ -301,13 +301,18 @@ def covariate_support(
 ) -> dict[str, int]:
     """Reference films behind each covariate: the fewest films of any of its known levels.
 
-    ``metadata`` is encoded by ``encoder`` (all columns; default the base :class:`MetadataEncoder`). A view is only
+    ``metadata`` is encoded by ``encoder`` (all columns, or a wider encoding it is a prefix of; default the base
+    :class:`MetadataEncoder`). A view is only
     estimated from the films of that view, so the view covariate is as well supported as its rarest view (of the
     encoder's views); age by the films of known age.
     """
     encoder = encoder or MetadataEncoder()
     names = encoder.names
-    x = np.asarray(metadata, dtype=np.float64).reshape(-1, len(names))
+    x = np.asarray(metadata, dtype=np.float64)
+    if x.ndim == 2 and x.shape[1] > len(names):
+        # A wider encoding (extra views or covariates) starts with this encoder's layout: its features are a prefix.
+        x = x[:, : len(names)]
+    x = x.reshape(-1, len(names))
     counts: dict[str, int] = {}
     for covariate in check_covariates(covariates):
         if covariate == "age":

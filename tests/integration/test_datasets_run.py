@@ -11,7 +11,8 @@ from tests.unit.data.test_chexpert import chexpert_row, write_chexpert
 
 
 @pytest.mark.slow
-def test_three_view_chexpert_run_audits_and_thresholds_every_view(run_tiny, tmp_path: Path) -> None:
+@pytest.mark.parametrize("conditioning", ["none", "film_normative", "stratified"])
+def test_three_view_chexpert_run_audits_and_thresholds_every_view(run_tiny, tmp_path: Path, conditioning: str) -> None:
     rows = []
     for patient in range(24):
         sex, age = ("Male", "Female")[patient % 2], 30 + 2 * patient
@@ -28,6 +29,7 @@ def test_three_view_chexpert_run_audits_and_thresholds_every_view(run_tiny, tmp_
         "data.split.test_fraction=0.35",
         "threshold=per_group",
         "threshold.min_group_size=2",
+        f"metadata_conditioning={conditioning}",
     )
     assert set(metrics["per_view"]) == {"PA", "AP", "LATERAL"}
     assert metrics["per_view"]["LATERAL"]["n_normal"] > 0 and metrics["subgroups"]["view"]["LATERAL"]["n"] > 0

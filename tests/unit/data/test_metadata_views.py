@@ -73,3 +73,11 @@ def test_bad_encoder_settings_name_the_fix() -> None:
         MetadataEncoder(extras=(("hospital", ("a",)),))
     with pytest.raises(ValueError, match=r"encode got 0 extra value\(s\) for extras \['site'\]"):
         MetadataEncoder(extras=(("site", ("a",)),)).encode(50.0, "M", "PA")
+
+
+def test_base_support_reads_the_prefix_of_a_wider_encoding() -> None:
+    """The normative reference sees batch metadata with appended flags; its base columns decide the support."""
+    rows = [(50.0, "M", "PA")] * 3 + [(60.0, "F", "AP")] * 2 + [(70.0, "F", "LATERAL")] * 4
+    wide = MetadataEncoder(views=("PA", "AP", "LATERAL")).encode_many(rows).numpy()
+    base = MetadataEncoder().encode_many(rows).numpy()
+    assert covariate_support(wide, None) == covariate_support(base, None) == {"view": 2, "sex": 3, "age": 9}
