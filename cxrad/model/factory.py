@@ -43,5 +43,6 @@ def make_engine(
         max_epochs=cfg.model.max_epochs,
         callbacks=[collector, WeightsOnlyCheckpoint(), *callbacks],  # checkpoints load with weights_only=True
         enable_progress_bar=cfg.progress_bar,
+        enable_model_summary=False,  # the model is named in the run's summary; Lightning's table is noise
     )
     return engine, collector
