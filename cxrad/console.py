@@ -84,6 +84,11 @@ def progress_bars(enabled: bool) -> Iterator[None]:
         _PROGRESS.reset(token)
 
 
+def bars_shown(progress_bar: bool) -> bool:
+    """Whether a progress bar is drawn: the run asks for one and stderr is a terminal (a log file gets no bars)."""
+    return progress_bar and sys.stderr.isatty()
+
+
 def progress(items: Iterable[T], desc: str, unit: str = "it", total: int | None = None) -> Iterable[T]:
     """``items`` with a tqdm bar when progress bars are on (and stderr is a terminal), else ``items`` itself."""
     if not _PROGRESS.get():
@@ -124,8 +129,8 @@ def _value(metrics: dict, key: str) -> str:
     return f"{value:.3f}" if low is None or high is None else f"{value:.3f}  [{low:.3f}, {high:.3f}]"
 
 
-def summary_table(metrics: dict, out_dir: str | Path) -> Table:
-    """The run's headline metrics (with 95% bootstrap CIs where ``metrics['ci']`` has them) and its directory."""
+def summary_table(metrics: dict) -> Table:
+    """The run's headline metrics, with 95% bootstrap CIs where ``metrics['ci']`` has them."""
     title = " | ".join(str(metrics[k]) for k in ("model", "backbone", "metadata_conditioning") if k in metrics)
     table = Table(title=title or None, box=box.SIMPLE_HEAD, show_header=True, pad_edge=False)
     table.add_column("metric")
@@ -133,7 +138,6 @@ def summary_table(metrics: dict, out_dir: str | Path) -> Table:
     for label, key in SUMMARY_ROWS:
         if key in metrics:
             table.add_row(label, _value(metrics, key))
-    table.caption = f"run directory: {out_dir}"
     return table
 
 
@@ -151,5 +155,7 @@ def exit_on_config_error() -> Iterator[None]:
 
 
 def print_summary(metrics: dict, out_dir: str | Path, console: Console | None = None) -> None:
-    """Print :func:`summary_table` (the last thing a run shows)."""
-    (console or Console()).print(summary_table(metrics, out_dir))
+    """Print :func:`summary_table` and the run directory (unwrapped, to copy): the last lines a run shows."""
+    console = console or Console()
+    console.print(summary_table(metrics))
+    console.print(f"run directory: {out_dir}", soft_wrap=True, highlight=False)

@@ -11,6 +11,7 @@ from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 
 from cxrad.backbone import BackboneConfig
+from cxrad.console import bars_shown
 from cxrad.model.checkpoint import WeightsOnlyCheckpoint
 from cxrad.scoring import ScoreCollector
 
@@ -42,7 +43,7 @@ def make_engine(
         logger=False,
         max_epochs=cfg.model.max_epochs,
         callbacks=[collector, WeightsOnlyCheckpoint(), *callbacks],  # checkpoints load with weights_only=True
-        enable_progress_bar=cfg.progress_bar,
+        enable_progress_bar=bars_shown(cfg.progress_bar),
         enable_model_summary=False,  # the model is named in the run's summary; Lightning's table is noise
     )
     return engine, collector
