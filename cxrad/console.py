@@ -38,9 +38,12 @@ KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
 )
 # Loggers whose INFO lines are Lightning/anomalib chatter (device banners, tips, model init, timers); their
 # warnings still show, except the ones in QUIET_LOG_MESSAGES.
-QUIET_LOGGERS = (
+QUIET_LOGGERS = (  # Lightning's rank-zero messages go through whichever of these was imported last
     "lightning.pytorch.utilities.rank_zero",
     "lightning.fabric.utilities.rank_zero",
+    "pytorch_lightning.utilities.rank_zero",
+    "lightning_fabric.utilities.rank_zero",
+    "lightning_utilities.core.rank_zero",
     "lightning.fabric.utilities.seed",
     "lightning.pytorch.accelerators.cuda",
     "anomalib",
