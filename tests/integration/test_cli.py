@@ -46,10 +46,10 @@ def test_multirun_model_by_backbone_writes_one_result_per_job(tmp_path: Path, ca
     assert result.returncode == 0, result.stderr[-3000:]
     jobs = sorted(p for p in tmp_path.iterdir() if p.is_dir())
     assert [p.name for p in jobs] == [  # model, backbone and (the default) conditioning
-        "0_patchcore_resnet18_film_normative",
-        "1_patchcore_efficientnet_b0_film_normative",
-        "2_padim_resnet18_film_normative",
-        "3_padim_efficientnet_b0_film_normative",
+        "0_patchcore_resnet18_none",
+        "1_patchcore_efficientnet_b0_none",
+        "2_padim_resnet18_none",
+        "3_padim_efficientnet_b0_none",
     ]
     combos = set()
     for job in jobs:
