@@ -135,7 +135,7 @@ def _value(metrics: dict, key: str) -> str:
 def summary_table(metrics: dict) -> Table:
     """The run's headline metrics, with 95% bootstrap CIs where ``metrics['ci']`` has them."""
     title = " | ".join(str(metrics[k]) for k in ("model", "backbone", "metadata_conditioning") if k in metrics)
-    table = Table(title=title or None, box=box.SIMPLE_HEAD, show_header=True, pad_edge=False)
+    table = Table(title=title or None, box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     table.add_column("metric")
     table.add_column("value [95% CI]")
     for label, key in SUMMARY_ROWS:
