@@ -32,6 +32,9 @@ def _message(error: pytest.ExceptionInfo) -> str:
         (["data=csv"], "data.source.csv_path", "data.source.csv_path=/path/to/samples.csv"),
         (["data=nih"], "data.source.root", "data.source.root=/path/to/films"),
         (["data=folder"], "data.source.root", "data.source.root=/path/to/films"),
+        (["data=chexpert"], "data.source.root", "data.source.root=/path/to/films"),
+        (["data=mimic"], "data.source.root", "data.source.root=/path/to/films"),
+        (["data=padchest"], "data.source.root", "data.source.root=/path/to/films"),
     ],
 )
 def test_an_unset_mandatory_key_is_named_with_an_example(overrides: list[str], key: str, example: str) -> None:
