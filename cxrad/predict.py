@@ -14,6 +14,7 @@ Example:
     python -m cxrad.predict outputs/runs/2026-01-01_12-00-00_patchcore_efficientnet_lite0 scans/ --sex F
 """
 
+# ruff: noqa: E402 (the noise filters go in before anomalib and timm are imported: they warn while importing)
 from __future__ import annotations
 
 import argparse
@@ -23,6 +24,11 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+
+from cxrad.console import quiet_third_party
+
+if __name__ == "__main__":
+    quiet_third_party()
 
 import pandas as pd
 from anomalib.engine import Engine
@@ -191,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2, with a one-line error, for bad inputs)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_third_party()
     overrides = {"age": args.age, "sex": args.sex, "view": args.view}
     heatmaps = not args.no_heatmaps
     try:

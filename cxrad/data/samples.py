@@ -131,7 +131,7 @@ def prepare_samples(
     """
     frame, report = source
     if frame.empty:
-        msg = "the data source has no films with an existing image file; check data.root / data.csv_path"
+        msg = "the data source has no films with an existing image file; check data.source.root / data.source.csv_path"
         raise ValueError(msg)
     frame = normalise_metadata(complete_columns(frame, "the data source"))
     frame, age_report = filter_age(frame, *age_range)

@@ -12,6 +12,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from cxrad.aggregation import film_scoring
 from cxrad.backbone import BackboneConfig
+from cxrad.console import bars_shown
 from cxrad.model.checkpoint import WeightsOnlyCheckpoint
 from cxrad.scoring import ScoreCollector
 
@@ -44,6 +45,7 @@ def make_engine(
         max_epochs=cfg.model.max_epochs,
         # FilmScoring first: every later callback reads the ROI-restricted map and the aggregated film score.
         callbacks=[film_scoring(cfg), collector, WeightsOnlyCheckpoint(), *callbacks],  # weights_only=True loads
-        enable_progress_bar=cfg.progress_bar,
+        enable_progress_bar=bars_shown(cfg.progress_bar),
+        enable_model_summary=False,  # the model is named in the run's summary; Lightning's table is noise
     )
     return engine, collector
