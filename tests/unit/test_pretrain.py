@@ -25,7 +25,7 @@ from tests.integration.conftest import CONF, TINY, compose_config
 BACKBONE = ["backbone=resnet18", "backbone.pretrained=false"]
 # More normal films than the tiny run's 40, so that each epoch has several steps and its mean loss is not noise.
 DATA = [*(o for o in TINY if o.startswith(("data.", "preprocessing."))), "data.source.n_normal=100"]
-SSL = ["ssl.max_epochs=4", "ssl.batch_size=8", "ssl.lr=1e-3", "progress_bar=false", "accelerator=cpu"]
+SSL = ["ssl.max_epochs=4", "ssl.batch_size=8", "progress_bar=false", "accelerator=cpu"]
 
 
 @pytest.fixture(scope="module")
