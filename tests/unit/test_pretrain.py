@@ -25,6 +25,8 @@ from tests.integration.conftest import CONF, TINY, compose_config
 BACKBONE = ["backbone=resnet18", "backbone.pretrained=false"]
 # More normal films than the tiny run's 40, so that each epoch has several steps and its mean loss is not noise.
 DATA = [*(o for o in TINY if o.startswith(("data.", "preprocessing."))), "data.source.n_normal=100"]
+# One pretraining plus a tiny cxrad.run: ~40 s on a free CPU core, minutes on a busy one.
+pytestmark = pytest.mark.slow
 SSL = ["ssl.max_epochs=4", "ssl.batch_size=8", "progress_bar=false", "accelerator=cpu"]
 
 
