@@ -22,6 +22,7 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import seed_everything
 from omegaconf import DictConfig
 
+from cxrad.backbone import weights_origin
 from cxrad.config_errors import check_overrides
 from cxrad.data.checks import DECODE_SKIP_LOG, skip_counts, with_logged_skips
 from cxrad.data.dataset import make_loaders
@@ -166,10 +167,11 @@ def evaluate(cfg: DictConfig, scored: ScoredRun, out_dir: Path, report: dict) ->
 
 
 def _run_facts(cfg: DictConfig) -> dict[str, str]:
-    backbone = "none" if cfg.model.name == "draem" else cfg.backbone.name  # DRAEM has no backbone
+    draem = cfg.model.name == "draem"  # DRAEM has no backbone
     return {
         "model": cfg.model.name,
-        "backbone": backbone,
+        "backbone": "none" if draem else cfg.backbone.name,
+        "backbone_weights": "none" if draem else weights_origin(cfg.backbone),
         "data": cfg.data.name,
         "metadata_conditioning": cfg.metadata_conditioning.name,
         "aggregation": cfg.aggregation.name if "aggregation" in cfg else "native",
