@@ -18,7 +18,14 @@ import numpy as np
 
 from cxrad.data.lesions import Lesion, draw_lesion
 from cxrad.data.phantom_draw import airways, bones, mediastinum, vessels
-from cxrad.data.phantom_realism import FilmVariation, draw_variation, finish_film, sample_patient_anatomy, vary_density
+from cxrad.data.phantom_realism import (
+    FilmVariation,
+    collimated,
+    draw_variation,
+    finish_film,
+    sample_patient_anatomy,
+    vary_density,
+)
 
 VIEWS = ("PA", "AP")
 SEXES = ("M", "F")
@@ -239,8 +246,11 @@ def render_film_detailed(
         density += (contrast * LESION_UNIT) * opacity
     maps = _warp_maps(size, draw, geo.ap, anatomy.detail_seed)
     image = _expose(cv2.remap(density, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), draw, geo.ap)
-    image = image if variation is None else finish_film(image, geo, variation)
+    image = image if variation is None else finish_film(image, geo.ap, variation)
     lesion_masks = tuple(_warp_mask(mask, maps) for _, mask in layers)
+    if variation is not None:
+        blank = collimated(variation, size)
+        lesion_masks = tuple(mask & ~blank for mask in lesion_masks)
     union = np.zeros((size, size), np.uint8)
     for mask in lesion_masks:
         union[mask] = 255

@@ -83,7 +83,7 @@ def draw_variation(rng: np.random.Generator) -> FilmVariation:
     return FilmVariation(
         angle=float(np.clip(rng.normal(0, 3.0), -9, 9)),
         shift=(float(rng.normal(0, 0.03)), float(rng.normal(0, 0.03))),
-        zoom=float(rng.uniform(0.86, 1.18)),
+        zoom=float(rng.uniform(0.88, 1.12)),
         exposure=float(rng.lognormal(0, 0.22)),
         gamma=float(rng.uniform(0.75, 1.35)),
         heel=float(rng.normal(0, 0.1)),
@@ -155,19 +155,24 @@ def _devices(geo: Geometry, variation: FilmVariation, size: int) -> np.ndarray:
     return cv2.GaussianBlur(canvas, (0, 0), 0.5 * size / 256)
 
 
-def finish_film(image: np.ndarray, geo: Geometry, variation: FilmVariation) -> np.ndarray:
-    """Display window, collimation and burned-in text markers on the exposed 8-bit film."""
+def finish_film(image: np.ndarray, ap: float, variation: FilmVariation) -> np.ndarray:
+    """Display window, collimation and burned-in text markers (given the AP strength) on the 8-bit film."""
     size = image.shape[0]
     gain, offset = variation.window
     film = np.clip(image.astype(np.float32) * gain + offset, 0, 255)
-    left, right, top, bottom = (np.round(variation.collimation * size)).astype(int)
-    outside = np.ones((size, size), bool)
-    outside[top : size - bottom, left : size - right] = False
-    film[outside] = variation.collimation_level
+    film[collimated(variation, size)] = variation.collimation_level
     out = (film + 0.5).astype(np.uint8)
-    for name in markers_present(variation, geo.ap):
+    for name in markers_present(variation, ap):
         _marker(out, name, variation.marker_places[list(MARKER_RATES).index(name)])
     return out
+
+
+def collimated(variation: FilmVariation, size: int) -> np.ndarray:
+    """Bool map of the film outside the collimated field (blank on the film, so no lesion shows there)."""
+    left, right, top, bottom = np.round(variation.collimation * size).astype(int)
+    outside = np.ones((size, size), bool)
+    outside[top : size - bottom, left : size - right] = False
+    return outside
 
 
 def _marker(image: np.ndarray, name: str, place: np.ndarray) -> None:
