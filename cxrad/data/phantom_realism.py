@@ -51,6 +51,7 @@ class FilmVariation(NamedTuple):
     heel: float
     noise_gain: float
     window: tuple[float, float]  # gain and offset (8-bit units) of the final display window
+    blur: float  # unsharpness (focal spot, motion, downsampling), in 1/64 of the film width
     lesion_gain: float
     soft: np.ndarray  # (3, 3) coarse soft-tissue field
     soft_amp: float
@@ -83,12 +84,13 @@ def draw_variation(rng: np.random.Generator) -> FilmVariation:
     return FilmVariation(
         angle=float(np.clip(rng.normal(0, 3.0), -9, 9)),
         shift=(float(rng.normal(0, 0.03)), float(rng.normal(0, 0.03))),
-        zoom=float(rng.uniform(0.88, 1.12)),
-        exposure=float(rng.lognormal(0, 0.22)),
+        zoom=float(rng.uniform(1.0, 1.25)),
+        exposure=float(rng.lognormal(0, 0.15)),
         gamma=float(rng.uniform(0.75, 1.35)),
         heel=float(rng.normal(0, 0.1)),
-        noise_gain=float(rng.uniform(0.6, 2.2)),
-        window=(float(rng.uniform(0.75, 1.1)), float(rng.normal(0, 14))),
+        noise_gain=float(rng.uniform(0.5, 1.5)),
+        window=(float(rng.uniform(0.8, 1.05)), float(rng.normal(6, 9))),
+        blur=float(rng.uniform(0.2, 0.9)),
         lesion_gain=float(rng.lognormal(0, 0.4)),
         soft=rng.standard_normal((3, 3)).astype(np.float32),
         soft_amp=float(rng.uniform(0.0, 0.12)),
@@ -159,7 +161,8 @@ def finish_film(image: np.ndarray, ap: float, variation: FilmVariation) -> np.nd
     """Display window, collimation and burned-in text markers (given the AP strength) on the 8-bit film."""
     size = image.shape[0]
     gain, offset = variation.window
-    film = np.clip(image.astype(np.float32) * gain + offset, 0, 255)
+    film = cv2.GaussianBlur(image.astype(np.float32), (0, 0), variation.blur * size / 64)
+    film = np.clip(film * gain + offset, 0, 255)
     film[collimated(variation, size)] = variation.collimation_level
     out = (film + 0.5).astype(np.uint8)
     for name in markers_present(variation, ap):
