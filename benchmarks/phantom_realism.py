@@ -223,6 +223,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--skip-patchcore", action="store_true")
     parser.add_argument("--render", action="store_true", help="only rewrite the .md from the .json")
+    parser.add_argument("--keep-sets", action="store_true", help="reuse the .json's statistics and distances")
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "phantom_realism")
     args = parser.parse_args()
     logging.getLogger("lightning").setLevel(logging.ERROR)
@@ -233,11 +234,14 @@ def main() -> None:
         return
     start = time.time()
     result = {"command": "python benchmarks/phantom_realism.py " + " ".join(sys.argv[1:]), "machine": "2 CPU cores"}
-    result["sets"] = realism_study(Lite0Features())
+    kept = json.loads(out.with_suffix(".json").read_text()) if args.keep_sets else None
+    result["sets"] = kept["sets"] if kept else realism_study(Lite0Features())
+    if kept:
+        result["command"] = f"{kept['command']}; then {result['command']}"
     result["patchcore"], result["seconds"] = None, time.time() - start
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")  # kept if PatchCore fails
     if not args.skip_patchcore:
-        result["patchcore"] = patchcore_study(args.work)
+        result["patchcore"] = patchcore_study(args.work / time.strftime("%Y%m%d-%H%M%S"))  # runs never overwrite
         result["seconds"] = time.time() - start
     out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     out.with_suffix(".md").write_text(markdown(result))

@@ -43,7 +43,7 @@ __all__ = [
     "save_example_grid",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: data.source.realism (simple films unchanged, their cache key is new)
 SAMPLES_FILE = "samples.csv"
 COLUMNS = (
     "image_path", "label", "age", "sex", "view", "patient_id", "finding_labels", "mask_path",
