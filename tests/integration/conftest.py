@@ -17,6 +17,7 @@ from cxrad.run import run
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 TINY = [
+    "data.source.realism=simple",  # the easy phantom: these tests check mechanics (a lesion is found, ...)
     "data.source.n_normal=40",
     "data.source.n_abnormal=16",
     "data.split.val_fraction=0.3",  # val now also holds abnormal films; normals: half reference, half calibration
