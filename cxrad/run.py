@@ -35,6 +35,7 @@ from cxrad.metrics import compute_localization_metrics, split_metrics, validatio
 from cxrad.model.checkpoint import fit_or_resume, prepare_resume
 from cxrad.model.components.distributed import rank
 from cxrad.model.factory import build_detector, make_engine
+from cxrad.model.registry import model_spec
 from cxrad.preprocessing import PreprocessConfig
 from cxrad.report.outputs import predictions_table, val_scores_table, write_csv, write_json, write_run_figures
 from cxrad.scoring import Scores, on_scored_maps, predict_scores
@@ -165,7 +166,7 @@ def evaluate(cfg: DictConfig, scored: ScoredRun, out_dir: Path, report: dict) ->
 
 
 def _run_facts(cfg: DictConfig) -> dict[str, str]:
-    backbone = "none" if cfg.model.name == "draem" else cfg.backbone.name  # DRAEM has no backbone
+    backbone = cfg.backbone.name if model_spec(cfg.model.name).uses_backbone else "none"  # DRAEM has none
     return {
         "model": cfg.model.name,
         "backbone": backbone,

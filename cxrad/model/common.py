@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from anomalib.pre_processing import PreProcessor
+from omegaconf import DictConfig
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from cxrad.backbone import BackboneConfig
@@ -20,6 +21,13 @@ def pre_processor(image_size: int, backbone: BackboneConfig | None) -> PreProces
     if backbone is not None:
         steps.append(Normalize(mean=list(backbone.mean), std=list(backbone.std)))
     return PreProcessor(transform=Compose(steps))
+
+
+def check_odd_patch(cfg: DictConfig) -> None:
+    """Local aggregation needs an odd ``model.detector.patch_size`` so maps stay aligned with the film."""
+    if cfg.model.detector.patch_size % 2 == 0:
+        msg = f"model.detector.patch_size={cfg.model.detector.patch_size} must be odd (keeps maps aligned)"
+        raise ValueError(msg)
 
 
 def build_normative_film(conditioning: dict | None) -> NormativeFiLM | None:

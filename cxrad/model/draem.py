@@ -20,6 +20,7 @@ from cxrad.metadata_conditioning import FiLM
 from cxrad.metadata_conditioning.options import conditions_features
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_mlp_film, pre_processor
 from cxrad.model.conditioning import MetadataSteps, metadata_of
+from cxrad.model.registry import register_model
 
 
 class ConditionedDraemModel(DraemModel):
@@ -80,6 +81,7 @@ class CxrDraem(MetadataSteps, Draem):
         return {"loss": loss}
 
 
+@register_model("draem", uses_backbone=False, film=True)
 def build_draem(
     image_size: int,
     texture_dir: str | Path,

@@ -11,11 +11,12 @@ from anomalib.models.image.padim.torch_model import PadimModel
 
 from cxrad.backbone import BackboneConfig, load_pretrained, validate_layers
 from cxrad.metadata_conditioning.options import conditions_features
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor
+from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, check_odd_patch, pre_processor
 from cxrad.model.components.aggregation import LocalAggregation
 from cxrad.model.components.distributed import all_reduce_sum, broadcast_from_rank0, is_distributed
 from cxrad.model.components.gaussian import StreamingGaussian
 from cxrad.model.conditioning import FilmWarmup, MemoryBankMetadata, apply_film
+from cxrad.model.registry import register_model
 
 
 class ConditionedPadimModel(PadimModel):
@@ -119,6 +120,7 @@ class CxrPadim(MemoryBankMetadata, Padim):
         self.statistics.merge(torch.zeros_like(shift), torch.zeros(positions, channels, channels).double(), 0)
 
 
+@register_model("padim", film=True, multi_device=True, validate=check_odd_patch)
 def build_padim(
     backbone: BackboneConfig,
     image_size: int,
