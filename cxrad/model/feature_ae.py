@@ -24,10 +24,8 @@ from cxrad.backbone import BackboneConfig, load_pretrained
 from cxrad.metadata_conditioning.options import conditions_features
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_mlp_film, pre_processor
 from cxrad.model.components.feature_ae import FeatureAEModel
-from cxrad.model.components.feature_maps import layers_at_strides
 from cxrad.model.conditioning import MetadataSteps, metadata_of
-
-DEFAULT_STRIDES = (4, 8, 16)  # resnet18 layer1..3, EfficientNet blocks.1, blocks.2, blocks.4
+from cxrad.model.registry import register_model
 
 
 class CxrFeatureAE(MetadataSteps, AnomalibModule):
@@ -93,10 +91,10 @@ class CxrFeatureAE(MetadataSteps, AnomalibModule):
         return LearningType.ONE_CLASS
 
 
+@register_model("feature_ae", film=True)
 def build_feature_ae(
     backbone: BackboneConfig,
     image_size: int,
-    layers: list[str] | None = None,
     hidden: list[int] = (128, 256),
     bottleneck: int = 64,
     score: str = "mean",
@@ -105,12 +103,12 @@ def build_feature_ae(
     seed: int = 0,
     conditioning: dict | None = None,
 ) -> CxrFeatureAE:
-    """feature_ae on ``layers`` (None: the backbone's feature layers at strides 4, 8 and 16); autoencoder seeded."""
+    """feature_ae on ``backbone.layers.feature_ae`` (strides 4/8/16: ``layer1..3``, ``blocks.1/2/4``), seeded."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = CxrFeatureAE(
             timm_name=backbone.timm_name,
-            layers=list(layers) if layers else layers_at_strides(backbone.timm_name, DEFAULT_STRIDES),
+            layers=backbone.layers_for("feature_ae"),
             hidden=list(hidden),
             bottleneck=bottleneck,
             score=score,

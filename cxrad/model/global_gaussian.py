@@ -23,10 +23,10 @@ from anomalib.pre_processing import PreProcessor
 from cxrad.backbone import BackboneConfig, load_pretrained
 from cxrad.metadata_conditioning.options import conditions_features
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor
-from cxrad.model.components.feature_maps import last_layer
 from cxrad.model.components.global_gaussian import GlobalGaussianModel, pool_mean_max, position_vectors
 from cxrad.model.components.ledoit_wolf import StreamingLedoitWolf
 from cxrad.model.conditioning import FilmWarmup, MemoryBankMetadata
+from cxrad.model.registry import register_model
 
 
 class CxrGlobalGaussian(MemoryBankMetadata, MemoryBankMixin, AnomalibModule):
@@ -34,7 +34,7 @@ class CxrGlobalGaussian(MemoryBankMetadata, MemoryBankMixin, AnomalibModule):
 
     Args:
         timm_name: timm architecture of the frozen backbone.
-        layers: its feature modules (default in :func:`build_global_gaussian`: the deepest).
+        layers: its feature modules (``backbone.layers.global_gaussian``: the deepest stage).
         film: the ``metadata_conditioning`` config when it conditions features, else None.
         pre_processor: resize and normalisation.
         post_processor: anomalib's post-processor (cxrad passes False).
@@ -100,21 +100,18 @@ class CxrGlobalGaussian(MemoryBankMetadata, MemoryBankMixin, AnomalibModule):
         return LearningType.ONE_CLASS
 
 
+@register_model("global_gaussian", film=True)
 def build_global_gaussian(
-    backbone: BackboneConfig,
-    image_size: int,
-    layers: list[str] | None = None,
-    seed: int = 0,
-    conditioning: dict | None = None,
+    backbone: BackboneConfig, image_size: int, seed: int = 0, conditioning: dict | None = None
 ) -> CxrGlobalGaussian:
-    """global_gaussian on ``layers`` (None: the backbone's deepest stage, ``blocks.6`` / ``layer4``).
+    """global_gaussian on ``backbone.layers.global_gaussian`` (the deepest stage: ``blocks.6``, ``layer4``).
 
     ``seed`` is accepted so every builder has the same call shape: nothing here is random.
     """
     del seed
     model = CxrGlobalGaussian(
         timm_name=backbone.timm_name,
-        layers=list(layers) if layers else [last_layer(backbone.timm_name)],
+        layers=backbone.layers_for("global_gaussian"),
         film=conditioning if conditions_features(conditioning) else None,
         pre_processor=pre_processor(image_size, backbone),
         **NO_ANOMALIB_POSTPROCESSING,

@@ -22,10 +22,11 @@ from cxrad.model.conditioning import apply_film
 SCORES = ("max", "mean")
 
 
-def _conv3x3(channels_in: int, channels_out: int, stride: int = 1) -> nn.Conv2d:
-    # Replicated borders: zero padding makes the border positions' features, hence their reconstruction
-    # errors, differ from the interior's, and the film maximum would sit on the border.
-    return nn.Conv2d(channels_in, channels_out, 3, stride, padding=1, padding_mode="replicate", bias=False)
+def _down(channels_in: int, channels_out: int) -> nn.Conv2d:
+    # Kernel 4, stride 2, padding 1 halves an even grid with windows placed symmetrically (a 3x3 stride-2 conv
+    # sees the last row and column only at its window's edge, and the error map then peaks in that corner);
+    # replicated borders for the same reason: zero padding makes border positions harder to reconstruct.
+    return nn.Conv2d(channels_in, channels_out, 4, stride=2, padding=1, padding_mode="replicate", bias=False)
 
 
 def _block(conv: nn.Module, channels: int) -> nn.Sequential:
@@ -50,7 +51,7 @@ class ConvAutoencoder(nn.Module):
         super().__init__()
         widths = [channels, *hidden]
         self.encoder = nn.Sequential(
-            *[_block(_conv3x3(a, b, stride=2), b) for a, b in pairwise(widths)],
+            *[_block(_down(a, b), b) for a, b in pairwise(widths)],
             nn.Conv2d(widths[-1], bottleneck, 1),
         )
         back = [bottleneck, *reversed(hidden)]

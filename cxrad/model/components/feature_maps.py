@@ -1,37 +1,15 @@
-"""A frozen timm backbone's feature maps, resized to one grid and concatenated, and default layer choices."""
+"""A frozen timm backbone's feature maps, resized to one grid and concatenated."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-import timm
 import torch
 import torch.nn.functional as F
 from anomalib.models.components import TimmFeatureExtractor
 from torch import nn
 
 from cxrad.backbone import validate_layers
-
-
-def layers_at_strides(timm_name: str, strides: Sequence[int]) -> list[str]:
-    """The feature modules of ``timm_name`` whose output stride is in ``strides`` (e.g. 4/8/16), shallow first.
-
-    Raises:
-        ValueError: naming the strides the backbone lacks and the ones it has.
-    """
-    info = timm.create_model(timm_name, pretrained=False, features_only=True).feature_info.info
-    by_stride = {entry["reduction"]: entry["module"] for entry in info}
-    missing = [stride for stride in strides if stride not in by_stride]
-    if missing:
-        msg = f"backbone {timm_name} has no feature layer at stride(s) {missing}; it has strides {list(by_stride)}"
-        raise ValueError(msg)
-    return [by_stride[stride] for stride in sorted(strides)]
-
-
-def last_layer(timm_name: str) -> str:
-    """The deepest feature module timm returns for ``timm_name`` (``blocks.6`` for EfficientNets, ``layer4``)."""
-    info = timm.create_model(timm_name, pretrained=False, features_only=True).feature_info.info
-    return info[-1]["module"]
 
 
 class FeatureMaps(nn.Module):

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from omegaconf import OmegaConf
 from sklearn.covariance import LedoitWolf
 
 from cxrad.backbone import BackboneConfig
@@ -16,12 +17,16 @@ from cxrad.model.components.ledoit_wolf import StreamingLedoitWolf, mahalanobis,
 from cxrad.model.global_gaussian import CxrGlobalGaussian, build_global_gaussian
 from tests.lesion_films import loader, normal_films, paste_blob, predict, trainer
 
+CONF = Path(__file__).resolve().parents[3] / "conf"
 SIZE = 128
-STRIDE = 32  # resnet18's layer4, the default (deepest) layer
+STRIDE = 32  # resnet18's layer4, the configured (deepest) layer
 
 
 def _resnet18() -> BackboneConfig:
-    return BackboneConfig(name="resnet18", timm_name="resnet18", pretrained=False)
+    """The real ``conf/backbone/resnet18.yaml`` (``layers.global_gaussian: [layer4]``) with random weights."""
+    return BackboneConfig(
+        **{**OmegaConf.to_container(OmegaConf.load(CONF / "backbone" / "resnet18.yaml")), "pretrained": False}
+    )
 
 
 def _vectors(seed: int = 0) -> np.ndarray:
@@ -68,7 +73,7 @@ def test_an_unfitted_model_refuses_to_score() -> None:
 @pytest.fixture(scope="module")
 def fitted() -> CxrGlobalGaussian:
     model = build_global_gaussian(_resnet18(), SIZE)
-    assert model.model.features.layers == ["layer4"]  # the default: the deepest stage
+    assert model.model.features.layers == ["layer4"]  # the deepest stage
     trainer().fit(model, loader(normal_films(48, SIZE, seed=0)))
     return model
 
