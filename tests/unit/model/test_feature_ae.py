@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import pytest
@@ -38,19 +37,18 @@ class EpochLosses(Callback):
         self.losses.append(float(trainer.callback_metrics["train_loss_epoch"]))
 
 
-class Fitted(NamedTuple):
-    model: CxrFeatureAE
-    losses: list[float]
+def _fit(films: int, epochs: int) -> tuple[CxrFeatureAE, list[float]]:
+    model = build_feature_ae(_resnet18(), SIZE, lr=1e-3, seed=0)
+    losses = EpochLosses()
+    fit = trainer(max_epochs=epochs)
+    fit.callbacks.append(losses)
+    fit.fit(model, loader(normal_films(films, SIZE, seed=0)))
+    return model, losses.losses
 
 
 @pytest.fixture(scope="module")
-def fitted() -> Fitted:
-    model = build_feature_ae(_resnet18(), SIZE, lr=1e-3, seed=0)
-    losses = EpochLosses()
-    fit = trainer(max_epochs=20)
-    fit.callbacks.append(losses)
-    fit.fit(model, loader(normal_films(48, SIZE, seed=0)))
-    return Fitted(model, losses.losses)
+def fitted() -> CxrFeatureAE:
+    return _fit(films=48, epochs=20)[0]
 
 
 def test_autoencoder_keeps_the_feature_grid_even_when_it_does_not_halve_evenly() -> None:
@@ -70,26 +68,32 @@ def test_an_unknown_film_score_names_the_choices() -> None:
         FeatureAEModel("resnet18", ["layer1"], hidden=[8], bottleneck=4, score="median")
 
 
-@pytest.mark.slow
-def test_training_loss_decreases_on_normal_films(fitted: Fitted) -> None:
-    assert len(fitted.losses) == 20
-    assert fitted.losses[-1] < fitted.losses[0]
-    assert min(fitted.losses[-5:]) < min(fitted.losses[:5])  # still improving after the first epochs
+def test_training_loss_decreases_on_normal_films() -> None:
+    _, losses = _fit(films=16, epochs=4)
+    assert len(losses) == 4
+    assert losses[-1] < losses[0]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("score", ["mean", "max"])
-def test_a_lesion_film_scores_above_its_normal_self_and_its_map_peaks_at_the_lesion(fitted: Fitted, score: str) -> None:
-    fitted.model.model.score = score
+def test_a_lesion_film_scores_above_its_normal_self_and_its_map_peaks_at_the_lesion(
+    fitted: CxrFeatureAE, score: str
+) -> None:
+    fitted.model.score = score
     normal = normal_films(8, SIZE, seed=1)
     center, radius = (int(0.45 * SIZE), int(0.3 * SIZE)), SIZE / 10  # in the right lung field
     lesion, _ = paste_blob(normal, center, radius)
-    normal_scores, _ = predict(fitted.model, normal)
-    lesion_scores, lesion_maps = predict(fitted.model, lesion)
+    normal_scores, normal_maps = predict(fitted, normal)
+    lesion_scores, lesion_maps = predict(fitted, lesion)
     assert (lesion_scores > normal_scores).all()
-    peaks = [np.unravel_index(int(amap.argmax()), amap.shape) for amap in lesion_maps]
-    at_lesion = [np.hypot(y - center[0], x - center[1]) <= radius + STRIDE for y, x in peaks]
-    assert np.mean(at_lesion) >= 0.75  # most films; the rest peak at the film border the backbone pads
+
+    def at_lesion(amap: torch.Tensor) -> bool:
+        y, x = np.unravel_index(int(amap.argmax()), amap.shape)
+        return bool(np.hypot(y - center[0], x - center[1]) <= radius + STRIDE)  # within one feature cell
+
+    # the lesion raises every film's map most where it is; an unusual film's own peak may stay elsewhere
+    assert all(at_lesion(after - before) for after, before in zip(lesion_maps, normal_maps, strict=True))
+    assert sum(at_lesion(amap) for amap in lesion_maps) > len(lesion_maps) / 2
 
 
 def test_film_conditioning_trains_the_bottleneck_film_and_scores_depend_on_metadata() -> None:
