@@ -19,11 +19,12 @@ from anomalib.data import Batch
 from anomalib.models import AnomalibModule
 from anomalib.pre_processing import PreProcessor
 from lightning.pytorch.utilities.types import STEP_OUTPUT
+from omegaconf import DictConfig
 
 from cxrad.backbone import BackboneConfig, load_pretrained
 from cxrad.metadata_conditioning.options import conditions_features
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_mlp_film, pre_processor
-from cxrad.model.components.feature_ae import FeatureAEModel
+from cxrad.model.components.feature_ae import SCORES, FeatureAEModel
 from cxrad.model.conditioning import MetadataSteps, metadata_of
 from cxrad.model.registry import register_model
 
@@ -91,7 +92,18 @@ class CxrFeatureAE(MetadataSteps, AnomalibModule):
         return LearningType.ONE_CLASS
 
 
-@register_model("feature_ae", film=True)
+def check_feature_ae(cfg: DictConfig) -> None:
+    """The film score is a known reduction of the error map and the autoencoder has at least one level."""
+    detector = cfg.model.detector
+    if detector.get("score", "mean") not in SCORES:
+        msg = f"model.detector.score={detector.score} is unknown; choose from {list(SCORES)}"
+        raise ValueError(msg)
+    if not detector.get("hidden"):
+        msg = f"model.detector.hidden={detector.get('hidden')} must list at least one level width, e.g. [128, 256]"
+        raise ValueError(msg)
+
+
+@register_model("feature_ae", film=True, validate=check_feature_ae)
 def build_feature_ae(
     backbone: BackboneConfig,
     image_size: int,

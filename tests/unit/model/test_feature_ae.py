@@ -13,6 +13,8 @@ from omegaconf import OmegaConf
 from cxrad.backbone import BackboneConfig
 from cxrad.model.components.feature_ae import ConvAutoencoder, FeatureAEModel, reconstruction_error
 from cxrad.model.feature_ae import CxrFeatureAE, build_feature_ae
+from cxrad.validate import validate
+from tests.integration.conftest import compose_config
 from tests.lesion_films import loader, normal_films, paste_blob, predict, trainer
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
@@ -107,3 +109,13 @@ def test_film_conditioning_trains_the_bottleneck_film_and_scores_depend_on_metad
     scores, _ = predict(model, films)
     swapped = films._replace(metadata=films.metadata.flip(0))
     assert not torch.allclose(predict(model, swapped)[0], scores)
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [("model.detector.score=median", "score=median is unknown"), ("model.detector.hidden=[]", "hidden=")],
+)
+def test_validate_names_a_bad_setting_and_the_fix(tmp_path: Path, override: str, message: str) -> None:
+    cfg = compose_config(["model=feature_ae", override], tmp_path / "run", tmp_path / "cache")
+    with pytest.raises(ValueError, match=message):
+        validate(cfg)
