@@ -15,10 +15,10 @@ SMALL_AE = ("model.detector.hidden=[16]", "model.detector.bottleneck=8")
 @pytest.mark.parametrize(
     "overrides",
     [
-        ("model=global_gaussian", "backbone=resnet18", RANDOM),  # default conditioning: film_normative
+        ("model=global_gaussian", "backbone=resnet18", RANDOM, "metadata_conditioning=film_normative"),
         ("model=global_gaussian", "backbone=efficientnet_lite0", RANDOM, "metadata_conditioning=normative"),
-        ("model=feature_ae", "backbone=resnet18", RANDOM, *SMALL_AE),
-        ("model=feature_ae", "backbone=efficientnet_lite0", RANDOM, "metadata_conditioning=none", *SMALL_AE),
+        ("model=feature_ae", "backbone=resnet18", RANDOM, "metadata_conditioning=film_normative", *SMALL_AE),
+        ("model=feature_ae", "backbone=efficientnet_lite0", RANDOM, *SMALL_AE),  # default conditioning: none
     ],
     ids=[
         "global_gaussian-film_normative",
