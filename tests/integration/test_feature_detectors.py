@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from omegaconf import OmegaConf
 from PIL import Image
 
-from tests.integration.conftest import read_predictions
+from cxrad.predict import predict
+from cxrad.run import run
+from tests.integration.conftest import compose_config, read_predictions
 
 RANDOM = "backbone.pretrained=false"
 SMALL_AE = ("model.detector.hidden=[16]", "model.detector.bottleneck=8")
@@ -35,3 +40,26 @@ def test_runs_with_finite_metrics_and_heatmaps(run_tiny, overrides: tuple[str, .
     assert np.isfinite(read_predictions(out_dir).score).all()
     grid = Image.open(out_dir / "heatmaps" / "grid.png")
     assert min(grid.size) > 64  # overlays of several films, not an empty figure
+
+
+@pytest.mark.parametrize(
+    "model",
+    [("model=global_gaussian",), ("model=feature_ae", *SMALL_AE)],
+    ids=["global_gaussian", "feature_ae"],
+)
+def test_a_finished_run_scores_its_test_films_again_from_its_checkpoint(
+    model: tuple[str, ...], tmp_path: Path, cache_dir: Path
+) -> None:
+    """Fitted Gaussians / trained autoencoder, FiLM and normative reference all come back from the run dir."""
+    out = tmp_path / "run"
+    cfg = compose_config([*model, "backbone=resnet18", RANDOM, "metadata_conditioning=film_normative"], out, cache_dir)
+    run(cfg)
+    (out / ".hydra").mkdir()
+    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
+    expected = read_predictions(out)
+    expected[["image_path", "age", "sex", "view", "label"]].to_csv(tmp_path / "films.csv", index=False)
+    predictions, skipped, _ = predict(out, tmp_path / "films.csv", tmp_path / "out", heatmaps=False)
+    assert skipped.empty
+    merged = expected.merge(predictions, on="image_path", suffixes=("_run", ""))
+    assert len(merged) == len(expected)
+    np.testing.assert_allclose(merged.score, merged.score_run, rtol=1e-4, atol=1e-4)
