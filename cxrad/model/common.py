@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import torch
 from anomalib.pre_processing import PreProcessor
 from omegaconf import DictConfig
 from torchvision.transforms.v2 import Compose, Normalize, Resize
@@ -21,6 +25,14 @@ def pre_processor(image_size: int, backbone: BackboneConfig | None) -> PreProces
     if backbone is not None:
         steps.append(Normalize(mean=list(backbone.mean), std=list(backbone.std)))
     return PreProcessor(transform=Compose(steps))
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch's global RNG for a model's construction (random weights, channel draws), restoring it after."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
 
 
 def check_odd_patch(cfg: DictConfig) -> None:
