@@ -76,7 +76,7 @@ class CxrFeatureAE(MetadataSteps, AnomalibModule):
         with metadata_of(self.model, batch):
             features, reconstruction = self.model(batch.image)
         loss = F.mse_loss(reconstruction, features)
-        self.log("train_loss", loss.item(), on_epoch=True, prog_bar=True, logger=True)
+        self.log("train_loss", loss.item(), on_epoch=True, prog_bar=True, logger=True, batch_size=len(batch.image))
         return {"loss": loss}
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
