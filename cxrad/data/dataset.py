@@ -77,14 +77,22 @@ class CxrDataset(Dataset):
         preprocess: the preprocessing settings.
         skip_log: CSV that films failing to decode are appended to, ``None`` being returned for them; without
             it a film that fails to decode raises :class:`~cxrad.preprocessing.DecodeError` (single-film use).
+        encoder: the metadata encoding (default: the base PA/AP one); pass one encoder built from the whole
+            sample table (:meth:`MetadataEncoder.for_table`) so that every split encodes alike.
     """
 
-    def __init__(self, table: pd.DataFrame, preprocess: PreprocessConfig, skip_log: Path | None = None) -> None:
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        preprocess: PreprocessConfig,
+        skip_log: Path | None = None,
+        encoder: MetadataEncoder | None = None,
+    ) -> None:
         self.table = table
         self.transform = build_transform(preprocess)
         self.mask_geometry = build_mask_geometry(preprocess)
         self.cache = PreprocessCache(preprocess.cache_dir, preprocess) if preprocess.cache else None
-        self.encoder = MetadataEncoder()
+        self.encoder = encoder or MetadataEncoder()
         self.skip_log = skip_log
 
     def __len__(self) -> int:
@@ -106,7 +114,7 @@ class CxrDataset(Dataset):
             gt_label=torch.tensor(int(row.label)),
             gt_mask=Mask(torch.from_numpy(mask > 0)),
             image_path=str(row.image_path),
-            metadata=self.encoder.encode(float(row.age), str(row.sex), str(row.view)),
+            metadata=self.encoder.encode_row(row),
             sample_index=torch.tensor(int(row.name)),
         )
 
@@ -151,10 +159,11 @@ def make_loader(
     shuffle: bool,
     seed: int,
     skip_log: Path | None = None,
+    encoder: MetadataEncoder | None = None,
 ) -> DataLoader:
     """DataLoader collating :class:`CxrItem` into :class:`CxrBatch`, dropping films that fail to decode."""
     return FilmLoader(
-        CxrDataset(table, preprocess, skip_log),
+        CxrDataset(table, preprocess, skip_log, encoder),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
@@ -167,7 +176,11 @@ def make_loader(
 def make_loaders(
     samples: pd.DataFrame, preprocess: PreprocessConfig, data: DictConfig, seed: int, skip_log: Path | None = None
 ) -> dict[str, DataLoader]:
-    """One loader per split (train shuffled), indexed like ``samples``; undecodable films go to ``skip_log``."""
+    """One loader per split (train shuffled), indexed like ``samples``; undecodable films go to ``skip_log``.
+
+    All splits share one encoder of the whole table, so extra views or covariates encode alike in every split.
+    """
+    encoder = MetadataEncoder.for_table(samples)
     return {
         split: make_loader(
             samples[samples.split == split],
@@ -177,6 +190,7 @@ def make_loaders(
             shuffle=split == "train",
             seed=seed,
             skip_log=skip_log,
+            encoder=encoder,
         )
         for split in ("train", "val", "test")
     }

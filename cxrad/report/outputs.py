@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cxrad.data.dataset import CxrDataset
+from cxrad.data.metadata import extra_covariates
 from cxrad.metrics.nodules import nodule_size_mm
 from cxrad.preprocessing import PreprocessConfig
 from cxrad.report.overlay import overlay_heatmap, panel_caption
@@ -74,7 +75,7 @@ def predictions_table(samples: pd.DataFrame, score: pd.Series, threshold: Thresh
     frame["score"] = score
     frame["pred_label"] = (frame["score"].to_numpy() >= threshold.cuts(frame)).astype(int)
     frame["nodule_size_mm"] = nodule_size_mm(frame)
-    return frame[list(PREDICTION_COLUMNS)]
+    return frame[[*PREDICTION_COLUMNS, *extra_covariates(frame)]]  # site/scanner/portable get subgroups
 
 
 def val_scores_table(
@@ -97,7 +98,7 @@ def val_scores_table(
     flags[np.isnan(values)] = pd.NA
     frame["pred_label"] = flags
     frame["map_max"] = map_max.reindex(raw.index)
-    return frame[list(VAL_SCORE_COLUMNS)]
+    return frame[[*VAL_SCORE_COLUMNS, *extra_covariates(frame)]]
 
 
 def write_plots(out_dir: Path, predictions: pd.DataFrame, threshold: Threshold, title: str) -> dict[str, Path]:
