@@ -13,6 +13,9 @@ Writes ``experiments/real_films.json`` (every run's metrics) and ``.md`` (means 
     .venv/bin/python benchmarks/real_films.py --seeds 0 1 2                      # both sets, PatchCore + PaDiM
     .venv/bin/python benchmarks/real_films.py --models global_gaussian --seeds 0 1 2 --append
     .venv/bin/python benchmarks/real_films.py --render                           # rewrite the .md from the .json
+
+A ``--models`` entry is a registered model name or ``label: override override ...`` (a variant, e.g.
+``"patchcore/crop0.7: model=patchcore preprocessing.center_crop=0.7"``).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shlex
 import sys
 import time
 from dataclasses import replace
@@ -288,10 +292,12 @@ def main() -> None:
     rows = saved["rows"] if saved else []
     commands = saved["commands"] if saved else []
     if not args.render:
-        commands.append(("python benchmarks/real_films.py " + " ".join(sys.argv[1:])).strip())
+        commands.append(("python benchmarks/real_films.py " + shlex.join(sys.argv[1:])).strip())
         for data in args.data:
-            for model in args.models:
-                MODELS.setdefault(model, [f"model={model}"])
+            for entry in args.models:
+                label, _, overrides = entry.partition(":")
+                model = label.strip()
+                MODELS.setdefault(model, overrides.split() if overrides else [f"model={model}"])
                 for seed in args.seeds:
                     for fit in args.fits:
                         done = {(r["data"], r["model"], r["fit"], r["seed"]) for r in rows}

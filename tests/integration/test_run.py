@@ -95,7 +95,7 @@ def test_every_model_runs_and_writes_the_output_contract(run_tiny, overrides: tu
         ("threshold=per_group", "threshold.min_group_size=3"),
         ("metadata_conditioning=film",),
         ("model=padim", "metadata_conditioning=normative"),
-        ("metadata_conditioning=none",),  # film_normative is the default (the other cases run it)
+        ("metadata_conditioning=film_normative",),  # none is the default (the other cases run it)
     ],
 )
 def test_other_group_options_run(run_tiny, overrides: tuple[str, ...]) -> None:
