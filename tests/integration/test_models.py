@@ -22,7 +22,12 @@ BACKBONE = "backbone=resnet18"
 # Per-model shrinking for a CPU test (the configs' defaults are for real runs).
 TINY_MODEL = {
     "fastflow": ["model.detector.flow_steps=2"],
-    "cflow": ["model.detector.coupling_blocks=2", "model.detector.condition_vector=32"],
+    # CFLOW trains on fibre batches of its deepest level: 8 films x 2x2 positions at 64 px.
+    "cflow": [
+        "model.detector.coupling_blocks=2",
+        "model.detector.condition_vector=32",
+        "model.detector.fiber_batch_size=16",
+    ],
 }
 # Over ~40 s a run on a shared CPU even shrunk (EfficientAd needs 256 px films).
 SLOW = {"cflow", "efficient_ad"}
