@@ -8,6 +8,7 @@ from collections.abc import Iterator
 import torch
 from anomalib.pre_processing import PreProcessor
 from omegaconf import DictConfig
+from torch import nn
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from cxrad.backbone import BackboneConfig
@@ -33,6 +34,19 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         yield
+
+
+def rebuilt_as(network: nn.Module, cls: type[nn.Module], **kwargs: object) -> nn.Module:
+    """A ``cls(**kwargs)`` network holding ``network``'s weights and buffers (e.g. PaDiM's channel draw).
+
+    anomalib's modules build their own network class in ``__init__``; cxrad's subclasses of those networks add
+    hooks (FiLM, search) and are built here with the same arguments, then take the built network's state, so the
+    result equals anomalib's network plus the hooks. The second construction leaves torch's RNG untouched.
+    """
+    with torch.random.fork_rng():
+        rebuilt = cls(**kwargs)
+    rebuilt.load_state_dict(network.state_dict())
+    return rebuilt
 
 
 def check_odd_patch(cfg: DictConfig) -> None:

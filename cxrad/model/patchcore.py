@@ -14,7 +14,13 @@ from torch import nn
 
 from cxrad.backbone import BackboneConfig, load_pretrained, validate_layers
 from cxrad.metadata_conditioning.options import conditions_features
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, check_odd_patch, pre_processor
+from cxrad.model.common import (
+    NO_ANOMALIB_POSTPROCESSING,
+    build_normative_film,
+    check_odd_patch,
+    pre_processor,
+    rebuilt_as,
+)
 from cxrad.model.components.aggregation import LocalAggregation
 from cxrad.model.components.coreset import GlobalCoreset, StreamingCoreset, make_coreset
 from cxrad.model.components.distributed import gather_rows, world_size
@@ -79,7 +85,14 @@ class CxrPatchcore(MemoryBankMetadata, Patchcore):
             num_neighbors=num_neighbors,
             **kwargs,
         )
-        self.model.__class__ = ConditionedPatchcoreModel  # same network and weights, one extra hook
+        self.model = rebuilt_as(  # anomalib's network, one extra hook
+            self.model,
+            ConditionedPatchcoreModel,
+            backbone=backbone,
+            layers=layers,
+            pre_trained=False,
+            num_neighbors=num_neighbors,
+        )
         self.model.film = build_normative_film(film)
         self.coreset_seed = coreset_seed
         self.coreset_chunk_size = coreset_chunk_size

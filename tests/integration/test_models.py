@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import pytest
@@ -21,15 +22,41 @@ BACKBONE = "backbone=resnet18"
 # Per-model shrinking for a CPU test (the configs' defaults are for real runs).
 TINY_MODEL = {
     "fastflow": ["model.detector.flow_steps=2"],
-    "cflow": ["model.detector.coupling_blocks=2", "model.detector.condition_vector=32"],
+    # CFLOW trains on fibre batches of its deepest level: 8 films x 2x2 positions at 64 px.
+    "cflow": [
+        "model.detector.coupling_blocks=2",
+        "model.detector.condition_vector=32",
+        "model.detector.fiber_batch_size=16",
+    ],
 }
-SLOW = {"cflow"}
-HEATMAP_TOP_K = next(int(o.split("=")[1]) for o in TINY if o.startswith("heatmap_top_k="))  # over ~20 s on one CPU core even shrunk
+# Over ~40 s a run on a shared CPU even shrunk (EfficientAd needs 256 px films).
+SLOW = {"cflow", "efficient_ad"}
+HEATMAP_TOP_K = next(int(o.split("=")[1]) for o in TINY if o.startswith("heatmap_top_k="))
 
 
-def _overrides(name: str, *extra: str) -> list[str]:
+@pytest.fixture(scope="session")
+def natural_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny ImageFolder standing in for ImageNette (EfficientAd's penalty images)."""
+    root = tmp_path_factory.mktemp("imagenet")
+    rng = np.random.default_rng(0)
+    for label in ("a", "b"):
+        (root / label).mkdir()
+        for index in range(2):
+            pixels = rng.integers(0, 256, size=(64, 64, 3), dtype=np.uint8)
+            cv2.imwrite(str(root / label / f"{index}.png"), pixels)
+    return root
+
+
+def _overrides(name: str, natural_images: Path, *extra: str) -> list[str]:
     backbone = [BACKBONE, RANDOM] if model_spec(name).uses_backbone else []
-    return [f"model={name}", *backbone, *TINY_MODEL.get(name, []), *extra]
+    tiny = TINY_MODEL.get(name, [])
+    if name == "efficient_ad":
+        tiny = [
+            "model.detector.teacher_weights=random",
+            f"model.detector.imagenet_dir={natural_images}",
+            "preprocessing.image_size=256",
+        ]
+    return [f"model={name}", *backbone, *tiny, *extra]
 
 
 def _cases() -> list:
@@ -48,15 +75,15 @@ def _check_outputs(metrics: dict, out_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("name", _cases())
-def test_every_registered_model_runs_the_pipeline(run_tiny, name: str) -> None:
-    metrics, out_dir = run_tiny(*_overrides(name, "metadata_conditioning=none"))
+def test_every_registered_model_runs_the_pipeline(run_tiny, natural_images: Path, name: str) -> None:
+    metrics, out_dir = run_tiny(*_overrides(name, natural_images, "metadata_conditioning=none"))
     assert metrics["model"] == name
     assert metrics["backbone"] == ("resnet18" if model_spec(name).uses_backbone else "none")
     _check_outputs(metrics, out_dir)
 
 
 @pytest.mark.parametrize("name", _cases())
-def test_every_registered_model_feeds_normative_map_conditioning(run_tiny, name: str) -> None:
-    metrics, out_dir = run_tiny(*_overrides(name, "metadata_conditioning=normative"))
+def test_every_registered_model_feeds_normative_map_conditioning(run_tiny, natural_images: Path, name: str) -> None:
+    metrics, out_dir = run_tiny(*_overrides(name, natural_images, "metadata_conditioning=normative"))
     assert metrics["metadata_conditioning"] == "normative"
     _check_outputs(metrics, out_dir)
