@@ -34,6 +34,7 @@ from cxrad.preprocessing import (
     build_transform,
     read_grayscale,
 )
+from cxrad.preprocessing.roi import find_roi
 
 
 def parse_boxes(text: str) -> list[tuple[str, float, float, float, float]]:
@@ -94,6 +95,7 @@ class CxrDataset(Dataset):
         self.cache = PreprocessCache(preprocess.cache_dir, preprocess) if preprocess.cache else None
         self.encoder = encoder or MetadataEncoder()
         self.skip_log = skip_log
+        self.roi = preprocess.roi != "none"
 
     def __len__(self) -> int:
         return len(self.table)
@@ -105,7 +107,7 @@ class CxrDataset(Dataset):
         film = self._preprocess(row, key) if cached is None else self._from_cache(row, cached)
         if film is None:
             return None
-        image, mask = film
+        image, mask, roi_mask = film
         # In numpy, not torch: torch's multi-threaded float() of one small image can wait ~10 ms on thread
         # hand-offs when the CPUs are busy (main-process loading); the values are the same.
         chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255)
@@ -116,9 +118,10 @@ class CxrDataset(Dataset):
             image_path=str(row.image_path),
             metadata=self.encoder.encode_row(row),
             sample_index=torch.tensor(int(row.name)),
+            roi_mask=None if roi_mask is None else torch.from_numpy(np.ascontiguousarray(roi_mask, dtype=bool)),
         )
 
-    def _preprocess(self, row: pd.Series, key: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    def _preprocess(self, row: pd.Series, key: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
         """Decode and transform the film (storing it under ``key`` if given); ``None`` when it fails to decode."""
         try:
             gray = read_grayscale(row.image_path)
@@ -128,14 +131,18 @@ class CxrDataset(Dataset):
             record_skip(self.skip_log, str(row.image_path), "decode_failed", str(error))
             return None
         out = self.transform(image=gray, mask=lesion_mask(row, gray.shape))
+        image, roi_mask = out["image"], None
+        if self.roi:
+            roi = find_roi(image[..., 0], row.image_path)
+            image, roi_mask = cv2.cvtColor(roi.image, cv2.COLOR_GRAY2RGB), roi.thorax
         if key:  # the 3 channels are copies of one (ToRGB): store one
-            self.cache.put(key, CachedFilm(np.ascontiguousarray(out["image"][..., 0]), gray.shape))
-        return out["image"], out["mask"]
+            self.cache.put(key, CachedFilm(np.ascontiguousarray(image[..., 0]), gray.shape, roi_mask))
+        return image, out["mask"], roi_mask
 
-    def _from_cache(self, row: pd.Series, film: CachedFilm) -> tuple[np.ndarray, np.ndarray]:
+    def _from_cache(self, row: pd.Series, film: CachedFilm) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The cached film in 3 channels, with its mask drawn at the decoded size and put through the geometry."""
         mask = self.mask_geometry(image=lesion_mask(row, film.source_shape))["image"]
-        return cv2.cvtColor(film.image, cv2.COLOR_GRAY2RGB), mask
+        return cv2.cvtColor(film.image, cv2.COLOR_GRAY2RGB), mask, film.roi_mask
 
 
 def collate_films(items: Sequence[CxrItem | None]) -> CxrBatch | None:

@@ -24,8 +24,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from cxrad.console import progress
 from cxrad.data.lesions import LESION_KINDS, Lesion, sample_lesions
 from cxrad.data.phantom import Film, lung_fields, render_film, render_film_detailed, sample_anatomy
 
@@ -294,7 +294,7 @@ def generate(cfg: SyntheticConfig, out_dir: str | Path) -> pd.DataFrame:
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(exist_ok=True)
     rows = []
-    for plan in tqdm(plan_films(cfg), desc="synthetic films", disable=None):
+    for plan in progress(plan_films(cfg), "synthetic films"):
         film, lesions = render_planned(cfg, plan)
         row = _row(cfg, plan, film, lesions)
         _write_png(out / str(row["image_path"]), film.image)

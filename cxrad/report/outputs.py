@@ -129,11 +129,12 @@ def write_heatmaps(
         item = dataset[samples.index.get_loc(index)]
         film = (item.image[0].numpy() * 255).astype(np.uint8)
         mask = item.gt_mask.numpy().astype(np.uint8)
+        roi_mask = None if item.roi_mask is None else item.roi_mask.numpy().astype(np.uint8)
         if film.shape[0] < DISPLAY_SIZE:  # small inputs are upscaled so captions stay in proportion
             film = cv2.resize(film, (DISPLAY_SIZE, DISPLAY_SIZE), interpolation=cv2.INTER_CUBIC)
             mask = cv2.resize(mask, (DISPLAY_SIZE, DISPLAY_SIZE), interpolation=cv2.INTER_NEAREST)
         caption = panel_caption(row.score, int(row.label), row.finding_labels, row.age, row.sex, row.view)
-        panel = overlay_heatmap(film, maps[index], mask=mask, caption=caption)
+        panel = overlay_heatmap(film, maps[index], mask=mask, caption=caption, roi_mask=roi_mask)
         panels.append(panel)
         name = f"{rank:02d}_{Path(row.image_path).stem}.png"
         _save_rgb(heat_dir / name, panel)
