@@ -44,6 +44,7 @@ from cxrad.metrics import compute_localization_metrics, split_metrics, validatio
 from cxrad.model.checkpoint import fit_or_resume, prepare_resume
 from cxrad.model.components.distributed import rank
 from cxrad.model.factory import build_detector, make_engine
+from cxrad.model.registry import model_spec
 from cxrad.preprocessing import PreprocessConfig
 from cxrad.report.outputs import predictions_table, val_scores_table, write_csv, write_json, write_run_figures
 from cxrad.scoring import Scores, on_scored_maps, predict_scores
@@ -167,11 +168,11 @@ def evaluate(cfg: DictConfig, scored: ScoredRun, out_dir: Path, report: dict) ->
 
 
 def _run_facts(cfg: DictConfig) -> dict[str, str]:
-    draem = cfg.model.name == "draem"  # DRAEM has no backbone
+    uses_backbone = model_spec(cfg.model.name).uses_backbone  # DRAEM and EfficientAd have none
     return {
         "model": cfg.model.name,
-        "backbone": "none" if draem else cfg.backbone.name,
-        "backbone_weights": "none" if draem else weights_origin(cfg.backbone),
+        "backbone": cfg.backbone.name if uses_backbone else "none",
+        "backbone_weights": weights_origin(cfg.backbone) if uses_backbone else "none",
         "data": cfg.data.name,
         "metadata_conditioning": cfg.metadata_conditioning.name,
         "aggregation": cfg.aggregation.name if "aggregation" in cfg else "native",

@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
+import torch
 from anomalib.pre_processing import PreProcessor
+from omegaconf import DictConfig
+from torch import nn
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from cxrad.backbone import BackboneConfig
@@ -20,6 +26,34 @@ def pre_processor(image_size: int, backbone: BackboneConfig | None) -> PreProces
     if backbone is not None:
         steps.append(Normalize(mean=list(backbone.mean), std=list(backbone.std)))
     return PreProcessor(transform=Compose(steps))
+
+
+@contextlib.contextmanager
+def seeded(seed: int) -> Iterator[None]:
+    """Seed torch's global RNG for a model's construction (random weights, channel draws), restoring it after."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        yield
+
+
+def rebuilt_as(network: nn.Module, cls: type[nn.Module], **kwargs: object) -> nn.Module:
+    """A ``cls(**kwargs)`` network holding ``network``'s weights and buffers (e.g. PaDiM's channel draw).
+
+    anomalib's modules build their own network class in ``__init__``; cxrad's subclasses of those networks add
+    hooks (FiLM, search) and are built here with the same arguments, then take the built network's state, so the
+    result equals anomalib's network plus the hooks. The second construction leaves torch's RNG untouched.
+    """
+    with torch.random.fork_rng():
+        rebuilt = cls(**kwargs)
+    rebuilt.load_state_dict(network.state_dict())
+    return rebuilt
+
+
+def check_odd_patch(cfg: DictConfig) -> None:
+    """Local aggregation needs an odd ``model.detector.patch_size`` so maps stay aligned with the film."""
+    if cfg.model.detector.patch_size % 2 == 0:
+        msg = f"model.detector.patch_size={cfg.model.detector.patch_size} must be odd (keeps maps aligned)"
+        raise ValueError(msg)
 
 
 def build_normative_film(conditioning: dict | None) -> NormativeFiLM | None:

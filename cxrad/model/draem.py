@@ -18,8 +18,9 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 
 from cxrad.metadata_conditioning import FiLM
 from cxrad.metadata_conditioning.options import conditions_features
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_mlp_film, pre_processor
+from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_mlp_film, pre_processor, rebuilt_as
 from cxrad.model.conditioning import MetadataSteps, metadata_of
+from cxrad.model.registry import register_model
 
 
 class ConditionedDraemModel(DraemModel):
@@ -60,7 +61,9 @@ class CxrDraem(MetadataSteps, Draem):
 
     def __init__(self, *args: object, film: dict, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)
-        self.model.__class__ = ConditionedDraemModel  # same network and weights, FiLM'd bottleneck
+        self.model = rebuilt_as(self.model, ConditionedDraemModel, sspcab=self.sspcab)  # FiLM'd bottleneck
+        if self.sspcab:
+            self.setup_sspcab()  # anomalib hooked the network it built; hook the rebuilt one
         self.model.film = build_mlp_film(film, bottleneck_channels(self.model))
 
     def training_step(self, batch: Batch, *args: object, **kwargs: object) -> STEP_OUTPUT:
@@ -80,6 +83,7 @@ class CxrDraem(MetadataSteps, Draem):
         return {"loss": loss}
 
 
+@register_model("draem", uses_backbone=False, film=True)
 def build_draem(
     image_size: int,
     texture_dir: str | Path,

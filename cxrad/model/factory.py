@@ -14,12 +14,17 @@ from cxrad.aggregation import film_scoring
 from cxrad.backbone import BackboneConfig
 from cxrad.console import bars_shown
 from cxrad.model.checkpoint import WeightsOnlyCheckpoint
+from cxrad.model.registry import model_spec
 from cxrad.scoring import ScoreCollector
 
 
 def build_detector(cfg: DictConfig, image_size: int) -> AnomalibModule:
-    """Instantiate ``cfg.model.detector`` (a partial builder) with the backbone and conditioning choices."""
-    backbone = BackboneConfig(**OmegaConf.to_container(cfg.backbone, resolve=True))
+    """Instantiate ``cfg.model.detector`` (a partial builder) with the backbone and conditioning choices.
+
+    Models registered with ``uses_backbone=False`` get ``backbone=None``.
+    """
+    spec = model_spec(cfg.model.name)  # raises naming the registered models
+    backbone = BackboneConfig(**OmegaConf.to_container(cfg.backbone, resolve=True)) if spec.uses_backbone else None
     builder = instantiate(cfg.model.detector, _convert_="all")
     conditioning = OmegaConf.to_container(cfg.metadata_conditioning, resolve=True)
     return builder(backbone=backbone, image_size=image_size, seed=cfg.seed, conditioning=conditioning)

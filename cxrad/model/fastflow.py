@@ -22,6 +22,7 @@ from anomalib.models import AnomalibModule, Fastflow
 from anomalib.models.image.fastflow.loss import FastflowLoss
 from anomalib.pre_processing import PreProcessor
 from lightning.pytorch.utilities.types import STEP_OUTPUT
+from omegaconf import DictConfig
 
 from cxrad.backbone import BackboneConfig, load_pretrained
 from cxrad.data.metadata import covariate_columns
@@ -29,6 +30,7 @@ from cxrad.metadata_conditioning.options import conditions_features
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor
 from cxrad.model.components.conditional_flow import ConditionalFastflowModel
 from cxrad.model.conditioning import MetadataSteps, metadata_of
+from cxrad.model.registry import register_model
 
 
 class CxrFastflow(MetadataSteps, AnomalibModule):
@@ -97,6 +99,16 @@ class CxrFastflow(MetadataSteps, AnomalibModule):
         return {"loss": loss}
 
 
+def validate_fastflow(cfg: DictConfig) -> None:
+    """The flows' input size comes from the pre-processor and must be a multiple of 32."""
+    size = cfg.preprocessing.image_size
+    if size % 32:
+        fix = max(32, size // 32 * 32)
+        msg = f"model=fastflow needs preprocessing.image_size divisible by 32, got {size}; try {fix}"
+        raise ValueError(msg)
+
+
+@register_model("fastflow", film=True, validate=validate_fastflow)
 def build_fastflow(
     backbone: BackboneConfig,
     image_size: int,

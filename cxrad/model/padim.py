@@ -11,11 +11,18 @@ from anomalib.models.image.padim.torch_model import PadimModel
 
 from cxrad.backbone import BackboneConfig, load_pretrained, validate_layers
 from cxrad.metadata_conditioning.options import conditions_features
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor
+from cxrad.model.common import (
+    NO_ANOMALIB_POSTPROCESSING,
+    build_normative_film,
+    check_odd_patch,
+    pre_processor,
+    rebuilt_as,
+)
 from cxrad.model.components.aggregation import LocalAggregation
 from cxrad.model.components.distributed import all_reduce_sum, broadcast_from_rank0, is_distributed
 from cxrad.model.components.gaussian import StreamingGaussian
 from cxrad.model.conditioning import FilmWarmup, MemoryBankMetadata, apply_film
+from cxrad.model.registry import register_model
 
 
 class ConditionedPadimModel(PadimModel):
@@ -58,9 +65,13 @@ class CxrPadim(MemoryBankMetadata, Padim):
     sums the statistics over ranks, so every rank ends with the Gaussians of the whole training set.
     """
 
-    def __init__(self, *args: object, film: dict | None = None, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)
-        self.model.__class__ = ConditionedPadimModel  # same network and weights, one extra hook
+    def __init__(
+        self, backbone: str, layers: list[str], n_features: int, film: dict | None = None, **kwargs: object
+    ) -> None:
+        network = {"backbone": backbone, "layers": layers, "pre_trained": False, "n_features": n_features}
+        super().__init__(**network, **kwargs)
+        # anomalib's network and its channel draw, one extra hook
+        self.model = rebuilt_as(self.model, ConditionedPadimModel, **network)
         self.model.film = build_normative_film(film)
         self.film_fit_films = int((film or {}).get("fit_films", 256))
         self.train_metadata: list[torch.Tensor] = []
@@ -119,6 +130,7 @@ class CxrPadim(MemoryBankMetadata, Padim):
         self.statistics.merge(torch.zeros_like(shift), torch.zeros(positions, channels, channels).double(), 0)
 
 
+@register_model("padim", film=True, multi_device=True, validate=check_odd_patch)
 def build_padim(
     backbone: BackboneConfig,
     image_size: int,
@@ -138,7 +150,6 @@ def build_padim(
         model = CxrPadim(
             backbone=backbone.timm_name,
             layers=layers,
-            pre_trained=False,
             n_features=n_features,
             film=conditioning if conditions_features(conditioning) else None,
             pre_processor=pre_processor(image_size, backbone),

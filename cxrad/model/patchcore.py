@@ -9,16 +9,24 @@ from typing import Any
 import torch
 from anomalib.models import Patchcore
 from anomalib.models.image.patchcore.torch_model import PatchcoreModel
+from omegaconf import DictConfig
 from torch import nn
 
 from cxrad.backbone import BackboneConfig, load_pretrained, validate_layers
 from cxrad.metadata_conditioning.options import conditions_features
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, build_normative_film, pre_processor
+from cxrad.model.common import (
+    NO_ANOMALIB_POSTPROCESSING,
+    build_normative_film,
+    check_odd_patch,
+    pre_processor,
+    rebuilt_as,
+)
 from cxrad.model.components.aggregation import LocalAggregation
 from cxrad.model.components.coreset import GlobalCoreset, StreamingCoreset, make_coreset
 from cxrad.model.components.distributed import gather_rows, world_size
-from cxrad.model.components.knn import BankSearch
+from cxrad.model.components.knn import SEARCH_METHODS, BankSearch
 from cxrad.model.conditioning import FilmWarmup, MemoryBankMetadata, apply_film
+from cxrad.model.registry import register_model
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +85,14 @@ class CxrPatchcore(MemoryBankMetadata, Patchcore):
             num_neighbors=num_neighbors,
             **kwargs,
         )
-        self.model.__class__ = ConditionedPatchcoreModel  # same network and weights, one extra hook
+        self.model = rebuilt_as(  # anomalib's network, one extra hook
+            self.model,
+            ConditionedPatchcoreModel,
+            backbone=backbone,
+            layers=layers,
+            pre_trained=False,
+            num_neighbors=num_neighbors,
+        )
         self.model.film = build_normative_film(film)
         self.coreset_seed = coreset_seed
         self.coreset_chunk_size = coreset_chunk_size
@@ -138,6 +153,19 @@ class CxrPatchcore(MemoryBankMetadata, Patchcore):
             self._coreset().add(maps.permute(0, 2, 3, 1).reshape(-1, maps.shape[1]))
 
 
+def validate_patchcore(cfg: DictConfig) -> None:
+    """Odd aggregation patch, a sampling ratio in (0, 1], a known nearest-neighbour search."""
+    check_odd_patch(cfg)
+    detector = cfg.model.detector
+    if not 0 < detector.coreset_sampling_ratio <= 1:
+        msg = f"model.detector.coreset_sampling_ratio={detector.coreset_sampling_ratio} must be in (0, 1]"
+        raise ValueError(msg)
+    if detector.get("search", "exact") not in SEARCH_METHODS:
+        msg = f"model.detector.search={detector.search} is unknown; choose from {list(SEARCH_METHODS)}"
+        raise ValueError(msg)
+
+
+@register_model("patchcore", film=True, multi_device=True, validate=validate_patchcore)
 def build_patchcore(
     backbone: BackboneConfig,
     image_size: int,
