@@ -20,6 +20,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from cxrad.aggregation import AggregationConfig, score_maps
 from cxrad.data.dataset import CxrDataset
 from cxrad.data.items import CxrBatch
 from cxrad.data.metadata import parse_age, parse_sex, parse_view
@@ -82,15 +83,21 @@ def score_film(trained: TrainedRun, row: pd.Series) -> tuple[float, np.ndarray, 
             f"model {type(trained.model).__name__} returns no anomaly map; heatmaps need PatchCore/PaDiM/FastFlow/DRAEM"
         )
         raise ValueError(msg)
-    anomaly_map = output.anomaly_map.reshape(output.anomaly_map.shape[-2:]).numpy()
-    return float(output.pred_score.reshape(-1)[0]), anomaly_map, batch.metadata
+    config = AggregationConfig.from_config(trained.cfg.get("aggregation"))  # the run's ROI and film score
+    score, scored_map = score_maps(output.pred_score, output.anomaly_map, batch.roi_mask, config)
+    anomaly_map = scored_map.reshape(scored_map.shape[-2:]).numpy()
+    return float(score.reshape(-1)[0]), anomaly_map, batch.metadata
 
 
-def display_film(row: pd.Series, preprocess: PreprocessConfig, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The film and its lesion mask through the run's crop and CLAHE at ``size`` pixels (same field of view)."""
+def display_film(
+    row: pd.Series, preprocess: PreprocessConfig, size: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """The film, its lesion mask and its thorax mask (None without ``preprocessing.roi``) through the run's crop,
+    CLAHE and ROI at ``size`` pixels (same field of view)."""
     larger = PreprocessConfig(**{**vars(preprocess), "image_size": size})
     item = CxrDataset(pd.DataFrame([row]).reset_index(drop=True), larger)[0]
-    return (item.image[0].numpy() * 255).round().astype(np.uint8), item.gt_mask.numpy().astype(np.uint8)
+    roi_mask = None if item.roi_mask is None else item.roi_mask.numpy().astype(np.uint8)
+    return (item.image[0].numpy() * 255).round().astype(np.uint8), item.gt_mask.numpy().astype(np.uint8), roi_mask
 
 
 def decision_line(trained: TrainedRun, score: float, row: pd.Series) -> str:
@@ -163,7 +170,7 @@ def render(
     score = recorded_validation_score(val, row) if known else None
     if score is None:
         score = float(to_threshold_units(run_dir, trained.cfg, raw_series, frame, maps, metadata).iloc[0])
-    film, mask = display_film(row, trained.preprocess, size)
+    film, mask, roi_mask = display_film(row, trained.preprocess, size)
     scale = None if relative else map_scale(val, trained, row)
     overlay = overlay_heatmap(
         film,
@@ -173,6 +180,7 @@ def render(
         value_range=scale,
         fade=scale is not None,
         contour_level=scale[1] if scale else None,
+        roi_mask=roi_mask,
     )[:size]
     top = np.hstack([to_rgb_uint8(film), np.full((size, 8, 3), 255, dtype=np.uint8), overlay])
     cfg = trained.cfg

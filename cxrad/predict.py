@@ -14,6 +14,7 @@ Example:
     python -m cxrad.predict outputs/runs/2026-01-01_12-00-00_patchcore_efficientnet_lite0 scans/ --sex F
 """
 
+# ruff: noqa: E402 (the noise filters go in before anomalib and timm are imported: they warn while importing)
 from __future__ import annotations
 
 import argparse
@@ -24,10 +25,16 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
+from cxrad.console import quiet_third_party
+
+if __name__ == "__main__":
+    quiet_third_party()
+
 import pandas as pd
 from anomalib.engine import Engine
 from omegaconf import OmegaConf
 
+from cxrad.aggregation import film_scoring
 from cxrad.data.checks import DECODE_SKIP_LOG, ScanConfig, screen_samples, skip_counts, with_logged_skips
 from cxrad.data.dataset import make_loader
 from cxrad.data.folder import list_films
@@ -130,7 +137,8 @@ def predict(
     out.mkdir(parents=True, exist_ok=True)
     loader = make_loader(films, run.preprocess, int(run.cfg.data.batch_size), 0, False, 0, out / DECODE_SKIP_LOG)
     writer = PredictionWriter(Rater(run_dir, run, films), run.preprocess, out / "heatmaps" if heatmaps else None)
-    engine = Engine(accelerator=device, devices=1, logger=False, default_root_dir=out, callbacks=[writer])
+    callbacks = [film_scoring(run.cfg), writer]  # the run's ROI restriction and film-score aggregation first
+    engine = Engine(accelerator=device, devices=1, logger=False, default_root_dir=out, callbacks=callbacks)
     engine.predict(model=run.model, dataloaders=loader, return_predictions=False)
     scored = films.join(writer.table(), how="inner")
     columns = [*OUTPUT_COLUMNS, *(["label"] if known else [])]
@@ -189,6 +197,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point; returns the exit status (2, with a one-line error, for bad inputs)."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    quiet_third_party()
     overrides = {"age": args.age, "sex": args.sex, "view": args.view}
     heatmaps = not args.no_heatmaps
     try:

@@ -3,11 +3,18 @@
 The pipeline reads top to bottom; every step lives in the module it names.
 """
 
+# ruff: noqa: E402 (the noise filters go in before anomalib and timm are imported: they warn while importing)
 from __future__ import annotations
 
 import logging
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+
+from cxrad.console import exit_on_config_error, print_summary, progress_bars, quiet_third_party
+
+if __name__ == "__main__":
+    quiet_third_party()
 
 import hydra
 import pandas as pd
@@ -15,6 +22,8 @@ from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import seed_everything
 from omegaconf import DictConfig
 
+from cxrad.backbone import weights_origin
+from cxrad.config_errors import check_overrides
 from cxrad.data.checks import DECODE_SKIP_LOG, skip_counts, with_logged_skips
 from cxrad.data.dataset import make_loaders
 from cxrad.data.samples import load_samples
@@ -65,9 +74,9 @@ class ScoredRun:
 def run(cfg: DictConfig) -> dict:
     """Run one experiment described by a composed cxrad config; return its metrics."""
     validate(cfg)
-    seed_everything(cfg.seed, workers=True)
+    seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
-    with tracker(cfg, out_dir, sweep_name=_sweep_name()) as track:
+    with progress_bars(cfg.progress_bar), tracker(cfg, out_dir, sweep_name=_sweep_name()) as track:
         samples, data_report, skipped = load_samples(cfg.data, cfg.seed, cfg.preprocessing.image_size)
         scored = fit_and_score(cfg, out_dir, samples, skipped)
         if scored is None:  # a DDP fit's other ranks are done: their shards are merged into rank 0's bank
@@ -76,13 +85,6 @@ def run(cfg: DictConfig) -> dict:
         track.log_metrics(metrics)
         track.log_predictions(predictions)
         track.log_images(figures)
-    log.info(
-        "val AUROC %s | test AUROC %s, view shortcut %s -> %s",
-        metrics["val_image_auroc"],
-        metrics["image_auroc"],
-        metrics["view_shortcut"],
-        out_dir,
-    )
     return metrics
 
 
@@ -166,12 +168,15 @@ def evaluate(cfg: DictConfig, scored: ScoredRun, out_dir: Path, report: dict) ->
 
 
 def _run_facts(cfg: DictConfig) -> dict[str, str]:
-    backbone = cfg.backbone.name if model_spec(cfg.model.name).uses_backbone else "none"  # DRAEM has none
+    no_backbone = not model_spec(cfg.model.name).uses_backbone  # DRAEM, EfficientAd
     return {
         "model": cfg.model.name,
-        "backbone": backbone,
+        "backbone": "none" if no_backbone else cfg.backbone.name,
+        "backbone_weights": "none" if no_backbone else weights_origin(cfg.backbone),
         "data": cfg.data.name,
         "metadata_conditioning": cfg.metadata_conditioning.name,
+        "aggregation": cfg.aggregation.name if "aggregation" in cfg else "native",
+        "roi": cfg.preprocessing.get("roi", "none"),
     }
 
 
@@ -185,9 +190,20 @@ def _sweep_name() -> str | None:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    """Hydra entry point; returns the *validation* image AUROC (sweepers must never optimise a test metric)."""
-    return run(cfg).get("val_image_auroc")  # None on the extra ranks of a multi-device fit, or without val abnormals
+    """Hydra entry point; returns the *validation* image AUROC (sweepers must never optimise a test metric).
+
+    A config error ends the process with one line on stderr and exit status 2, before any work.
+    """
+    quiet_third_party()  # again: Hydra's logging setup has reset the levels
+    with exit_on_config_error():
+        validate(cfg)
+    metrics = run(cfg)
+    if metrics and rank() == 0:
+        print_summary(metrics, cfg.paths.output_dir)
+    return metrics.get("val_image_auroc")  # None on the extra ranks of a multi-device fit, or without val abnormals
 
 
 if __name__ == "__main__":
+    with exit_on_config_error():
+        check_overrides(sys.argv[1:])  # unknown options and keys, before Hydra's long composition error
     main()

@@ -22,6 +22,7 @@ from cxrad.analysis.selection import (
     threshold_comparison,
 )
 from cxrad.analysis.sweep import latest_sweep, load_sweep
+from cxrad.console import quiet_third_party
 
 log = logging.getLogger(__name__)
 
@@ -54,4 +55,5 @@ def main(argv: list[str] | None = None) -> None:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_third_party()
     main()

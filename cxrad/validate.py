@@ -4,19 +4,24 @@ from __future__ import annotations
 
 from omegaconf import DictConfig
 
+from cxrad.aggregation import AggregationConfig
 from cxrad.backbone import validate_layers
+from cxrad.config_errors import ConfigError, check_missing, check_paths
 from cxrad.metadata_conditioning.normative import map_pool, map_settings
 from cxrad.metadata_conditioning.options import check_option, conditions_features, conditions_maps
 from cxrad.model.registry import ModelSpec, film_models, model_spec, registered_models
+from cxrad.preprocessing.roi import check_roi_method
 from cxrad.threshold.fit import METHODS as THRESHOLD_METHODS
 
 
 def _fail(message: str) -> None:
-    raise ValueError(message)
+    raise ConfigError(message)
 
 
 def validate(cfg: DictConfig) -> None:
-    """Raise ``ValueError`` naming the bad value and the fix for any unsupported combination."""
+    """Raise ``ConfigError`` (a ``ValueError``) naming the bad value and the fix for any unsupported combination."""
+    check_missing(cfg)  # a mandatory ``???`` key first: everything below may read it
+    check_paths(cfg)
     spec = model_spec(cfg.model.name)  # raises naming the registered models
     if spec.layers is not None:
         _validate_layers(spec, cfg.backbone)
@@ -36,6 +41,10 @@ def validate(cfg: DictConfig) -> None:
         )
     if cfg.threshold.method not in THRESHOLD_METHODS:
         _fail(f"threshold={cfg.threshold.method} is unknown; choose from {THRESHOLD_METHODS}")
+    AggregationConfig.from_config(cfg.get("aggregation"))  # raises naming the bad name or parameter
+    check_roi_method(cfg.preprocessing.get("roi", "none"))  # learned segmenters: names the missing weights
+    if not 0 < cfg.data.split.val_fraction < 1:  # the threshold and the conditioning reference need val films
+        _fail(f"data.split.val_fraction={cfg.data.split.val_fraction} must be in (0, 1), e.g. 0.15")
     if cfg.model.max_epochs < 1:
         _fail(f"model.max_epochs={cfg.model.max_epochs} must be >= 1")
 

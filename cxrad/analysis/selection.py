@@ -32,6 +32,7 @@ import pandas as pd
 from omegaconf import OmegaConf
 
 from cxrad.analysis.sweep import load_predictions, read_overrides
+from cxrad.data.metadata import EXTRA_VIEWS
 from cxrad.metadata_conditioning.reference import calibration_rows
 from cxrad.metrics.bootstrap import format_difference, paired_difference
 from cxrad.metrics.curves import rates_at_threshold
@@ -158,15 +159,15 @@ def reproduce_command(run_dir: str | Path) -> str:
 
 
 def _rates(label: np.ndarray, score: np.ndarray, cuts: np.ndarray, view: np.ndarray) -> dict[str, Any]:
+    """Overall FPR/TPR and the FPR of each view's normals: PA and AP always, extra views where films have them."""
     fpr, tpr = rates_at_threshold(label, score, cuts)
     normal = label == 0
-    fpr_ap, _ = rates_at_threshold(
-        label[normal & (view == "AP")], score[normal & (view == "AP")], cuts[normal & (view == "AP")]
-    )
-    fpr_pa, _ = rates_at_threshold(
-        label[normal & (view == "PA")], score[normal & (view == "PA")], cuts[normal & (view == "PA")]
-    )
-    return {"fpr": fpr, "tpr": tpr, "fpr_ap_normals": fpr_ap, "fpr_pa_normals": fpr_pa}
+    present = set(view)
+    rates = {"fpr": fpr, "tpr": tpr}
+    for name in ("AP", "PA", *(v for v in EXTRA_VIEWS if v in present)):
+        rows = normal & (view == name)
+        rates[f"fpr_{name.lower()}_normals"] = rates_at_threshold(label[rows], score[rows], cuts[rows])[0]
+    return rates
 
 
 def fit_method(method: str, params: Mapping[str, Any], val: pd.DataFrame, test: pd.DataFrame) -> Threshold:
@@ -188,7 +189,8 @@ def threshold_comparison(run_dir: str | Path, methods: Mapping[str, Mapping[str,
     """FPR/TPR on the test films of one run under each threshold rule, refitted from its saved scores.
 
     Uses ``predictions.csv`` (test scores, labels, views) and ``val_scores.csv`` (normal validation scores, in the
-    units the run thresholded). ``fpr_ap_normals``/``fpr_pa_normals`` show whether a rule treats views alike.
+    units the run thresholded). ``fpr_ap_normals``/``fpr_pa_normals`` (and ``fpr_lateral_normals`` etc. where the films
+    have extra views) show whether a rule treats views alike.
 
     Raises:
         FileNotFoundError: when the run has no ``val_scores.csv`` (runs before it existed): rerun it.

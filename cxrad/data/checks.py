@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pandas as pd
 from PIL import Image, UnidentifiedImageError
-from tqdm.auto import tqdm
 
+from cxrad.console import progress
 from cxrad.data.table import require_columns
 from cxrad.preprocessing.dicom import (
     DICOM_DECODER_HINT,
@@ -193,7 +193,7 @@ def screen_samples(
     repeated = frame["image_path"].duplicated()
     skips = pd.concat([skips, skip_table(frame.loc[repeated, "image_path"], "duplicate_path", "listed twice")])
     frame = frame[~repeated]
-    reports = [inspect_file(p, config) for p in tqdm(frame["image_path"], desc="checking films", unit="film")]
+    reports = [inspect_file(p, config) for p in progress(frame["image_path"], "checking films", "film")]
     frame, file_skips = _apply_reports(frame, reports, config)
     skips = pd.concat([skips, file_skips], ignore_index=True).reset_index(drop=True)
     _log_skips(skips, len(frame))

@@ -22,7 +22,7 @@ def csv_table(csv_path: str | Path, root: str | Path | None = None) -> tuple[pd.
     """Load a generic CSV as a sample table plus a report of skipped rows."""
     csv_path = Path(csv_path).expanduser()
     if not csv_path.is_file():
-        msg = f"data.csv_path={csv_path} does not exist; pass the CSV with data.csv_path=/path/to/samples.csv"
+        msg = f"data.source.csv_path={csv_path} does not exist; pass the CSV: data.source.csv_path=/path/to/samples.csv"
         raise FileNotFoundError(msg)
     frame = pd.read_csv(csv_path)
     if "image_path" not in frame.columns:

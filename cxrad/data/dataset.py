@@ -34,6 +34,7 @@ from cxrad.preprocessing import (
     build_transform,
     read_grayscale,
 )
+from cxrad.preprocessing.roi import find_roi
 
 
 def parse_boxes(text: str) -> list[tuple[str, float, float, float, float]]:
@@ -77,15 +78,24 @@ class CxrDataset(Dataset):
         preprocess: the preprocessing settings.
         skip_log: CSV that films failing to decode are appended to, ``None`` being returned for them; without
             it a film that fails to decode raises :class:`~cxrad.preprocessing.DecodeError` (single-film use).
+        encoder: the metadata encoding (default: the base PA/AP one); pass one encoder built from the whole
+            sample table (:meth:`MetadataEncoder.for_table`) so that every split encodes alike.
     """
 
-    def __init__(self, table: pd.DataFrame, preprocess: PreprocessConfig, skip_log: Path | None = None) -> None:
+    def __init__(
+        self,
+        table: pd.DataFrame,
+        preprocess: PreprocessConfig,
+        skip_log: Path | None = None,
+        encoder: MetadataEncoder | None = None,
+    ) -> None:
         self.table = table
         self.transform = build_transform(preprocess)
         self.mask_geometry = build_mask_geometry(preprocess)
         self.cache = PreprocessCache(preprocess.cache_dir, preprocess) if preprocess.cache else None
-        self.encoder = MetadataEncoder()
+        self.encoder = encoder or MetadataEncoder()
         self.skip_log = skip_log
+        self.roi = preprocess.roi != "none"
 
     def __len__(self) -> int:
         return len(self.table)
@@ -97,7 +107,7 @@ class CxrDataset(Dataset):
         film = self._preprocess(row, key) if cached is None else self._from_cache(row, cached)
         if film is None:
             return None
-        image, mask = film
+        image, mask, roi_mask = film
         # In numpy, not torch: torch's multi-threaded float() of one small image can wait ~10 ms on thread
         # hand-offs when the CPUs are busy (main-process loading); the values are the same.
         chw = np.ascontiguousarray(image.transpose(2, 0, 1), dtype=np.float32) / np.float32(255)
@@ -106,11 +116,12 @@ class CxrDataset(Dataset):
             gt_label=torch.tensor(int(row.label)),
             gt_mask=Mask(torch.from_numpy(mask > 0)),
             image_path=str(row.image_path),
-            metadata=self.encoder.encode(float(row.age), str(row.sex), str(row.view)),
+            metadata=self.encoder.encode_row(row),
             sample_index=torch.tensor(int(row.name)),
+            roi_mask=None if roi_mask is None else torch.from_numpy(np.ascontiguousarray(roi_mask, dtype=bool)),
         )
 
-    def _preprocess(self, row: pd.Series, key: str | None) -> tuple[np.ndarray, np.ndarray] | None:
+    def _preprocess(self, row: pd.Series, key: str | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None] | None:
         """Decode and transform the film (storing it under ``key`` if given); ``None`` when it fails to decode."""
         try:
             gray = read_grayscale(row.image_path)
@@ -120,14 +131,18 @@ class CxrDataset(Dataset):
             record_skip(self.skip_log, str(row.image_path), "decode_failed", str(error))
             return None
         out = self.transform(image=gray, mask=lesion_mask(row, gray.shape))
+        image, roi_mask = out["image"], None
+        if self.roi:
+            roi = find_roi(image[..., 0], row.image_path)
+            image, roi_mask = cv2.cvtColor(roi.image, cv2.COLOR_GRAY2RGB), roi.thorax
         if key:  # the 3 channels are copies of one (ToRGB): store one
-            self.cache.put(key, CachedFilm(np.ascontiguousarray(out["image"][..., 0]), gray.shape))
-        return out["image"], out["mask"]
+            self.cache.put(key, CachedFilm(np.ascontiguousarray(image[..., 0]), gray.shape, roi_mask))
+        return image, out["mask"], roi_mask
 
-    def _from_cache(self, row: pd.Series, film: CachedFilm) -> tuple[np.ndarray, np.ndarray]:
+    def _from_cache(self, row: pd.Series, film: CachedFilm) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """The cached film in 3 channels, with its mask drawn at the decoded size and put through the geometry."""
         mask = self.mask_geometry(image=lesion_mask(row, film.source_shape))["image"]
-        return cv2.cvtColor(film.image, cv2.COLOR_GRAY2RGB), mask
+        return cv2.cvtColor(film.image, cv2.COLOR_GRAY2RGB), mask, film.roi_mask
 
 
 def collate_films(items: Sequence[CxrItem | None]) -> CxrBatch | None:
@@ -151,10 +166,11 @@ def make_loader(
     shuffle: bool,
     seed: int,
     skip_log: Path | None = None,
+    encoder: MetadataEncoder | None = None,
 ) -> DataLoader:
     """DataLoader collating :class:`CxrItem` into :class:`CxrBatch`, dropping films that fail to decode."""
     return FilmLoader(
-        CxrDataset(table, preprocess, skip_log),
+        CxrDataset(table, preprocess, skip_log, encoder),
         batch_size=batch_size,
         shuffle=shuffle,
         num_workers=num_workers,
@@ -167,7 +183,11 @@ def make_loader(
 def make_loaders(
     samples: pd.DataFrame, preprocess: PreprocessConfig, data: DictConfig, seed: int, skip_log: Path | None = None
 ) -> dict[str, DataLoader]:
-    """One loader per split (train shuffled), indexed like ``samples``; undecodable films go to ``skip_log``."""
+    """One loader per split (train shuffled), indexed like ``samples``; undecodable films go to ``skip_log``.
+
+    All splits share one encoder of the whole table, so extra views or covariates encode alike in every split.
+    """
+    encoder = MetadataEncoder.for_table(samples)
     return {
         split: make_loader(
             samples[samples.split == split],
@@ -177,6 +197,7 @@ def make_loaders(
             shuffle=split == "train",
             seed=seed,
             skip_log=skip_log,
+            encoder=encoder,
         )
         for split in ("train", "val", "test")
     }

@@ -17,17 +17,21 @@ from anomalib.data import ImageBatch, ImageItem
 
 @dataclass
 class CxrItem(ImageItem):
-    """One film: image, label, mask, plus encoded metadata and its row index in the sample table."""
+    """One film: image, label, mask, plus encoded metadata, its row index in the sample table and, with
+    ``preprocessing.roi``, the thorax mask ``(H, W)`` bool that the anomaly map is scored inside."""
 
     metadata: torch.Tensor | None = None
     sample_index: torch.Tensor | None = None
+    roi_mask: torch.Tensor | None = None
 
 
 @dataclass
 class CxrBatch(ImageBatch):
-    """A batch of :class:`CxrItem`; ``metadata`` is ``(B, D)``, ``sample_index`` is ``(B,)``."""
+    """A batch of :class:`CxrItem`; ``metadata`` is ``(B, D)``, ``sample_index`` is ``(B,)``, ``roi_mask`` is
+    ``(B, H, W)`` or None."""
 
     metadata: torch.Tensor | None = None
     sample_index: torch.Tensor | None = None
+    roi_mask: torch.Tensor | None = None
 
     item_class: ClassVar[Callable] = CxrItem

@@ -18,6 +18,14 @@ import numpy as np
 
 from cxrad.data.lesions import Lesion, draw_lesion
 from cxrad.data.phantom_draw import airways, bones, mediastinum, vessels
+from cxrad.data.phantom_realism import (
+    FilmVariation,
+    collimated,
+    draw_variation,
+    finish_film,
+    sample_patient_anatomy,
+    vary_density,
+)
 
 VIEWS = ("PA", "AP")
 SEXES = ("M", "F")
@@ -44,6 +52,8 @@ class PhantomSettings(Protocol):
     def lesion_contrast(self) -> float: ...
     @property
     def field_of_view_mm(self) -> float: ...
+    @property
+    def realism(self) -> str: ...
 
 
 @dataclass(frozen=True)
@@ -116,6 +126,11 @@ def sample_anatomy(rng: np.random.Generator) -> Anatomy:
         midline=float(rng.normal(0.5, 0.006)),
         detail_seed=int(rng.integers(2**62)),
     )
+
+
+def patient_anatomy(rng: np.random.Generator, cfg: PhantomSettings) -> Anatomy:
+    """Draw one patient's anatomy at the config's realism (``realistic`` spans a wider range of adults)."""
+    return sample_patient_anatomy(rng) if cfg.realism == "realistic" else sample_anatomy(rng)
 
 
 def film_geometry(anatomy: Anatomy, age: float, sex: str, view: str, cfg: PhantomSettings) -> Geometry:
@@ -215,16 +230,27 @@ def render_film_detailed(
         ValueError: for an unknown sex or view or a size below 32.
     """
     _check_inputs(size, sex, view)
-    anatomy = sample_anatomy(rng) if anatomy is None else anatomy
+    anatomy = patient_anatomy(rng, cfg) if anatomy is None else anatomy
     draw = _draw_film(rng, size)
+    # Realistic films draw their extra variation after the simple draws, so ``simple`` stays as it was.
+    variation = draw_variation(rng) if cfg.realism == "realistic" else None
+    draw = draw if variation is None else _vary_draw(draw, variation)
     geo = film_geometry(anatomy, age, sex, view, cfg)
     density, lungs = _density(geo, anatomy, size)
+    contrast = cfg.lesion_contrast
+    if variation is not None:
+        density = vary_density(density, geo, variation)
+        contrast *= variation.lesion_gain
     layers = [draw_lesion(lesion, lungs, cfg.field_of_view_mm / size) for lesion in lesions]
     for opacity, _ in layers:
-        density += (cfg.lesion_contrast * LESION_UNIT) * opacity
+        density += (contrast * LESION_UNIT) * opacity
     maps = _warp_maps(size, draw, geo.ap, anatomy.detail_seed)
     image = _expose(cv2.remap(density, *maps, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE), draw, geo.ap)
+    image = image if variation is None else finish_film(image, geo.ap, variation)
     lesion_masks = tuple(_warp_mask(mask, maps) for _, mask in layers)
+    if variation is not None:
+        blank = collimated(variation, size)
+        lesion_masks = tuple(mask & ~blank for mask in lesion_masks)
     union = np.zeros((size, size), np.uint8)
     for mask in lesion_masks:
         union[mask] = 255
@@ -353,6 +379,11 @@ def _draw_film(rng: np.random.Generator, size: int) -> _FilmDraw:
         heel=float(rng.normal(0, 0.04)),
         noise=rng.standard_normal((size, size), dtype=np.float32),
     )
+
+
+def _vary_draw(draw: _FilmDraw, v: FilmVariation) -> _FilmDraw:
+    """Realistic positioning and exposure: wider rotation, shift, magnification, dose and window."""
+    return _FilmDraw(v.angle, v.shift, v.zoom, v.exposure, v.gamma, v.heel, draw.noise * v.noise_gain)
 
 
 def _warp_maps(size: int, draw: _FilmDraw, ap: float, detail_seed: int) -> tuple[np.ndarray, np.ndarray]:

@@ -81,26 +81,63 @@ def split_table(frame: pd.DataFrame, split: SplitConfig) -> tuple[pd.DataFrame, 
     return pd.concat([assign_patient_splits(pool, val_only), frame[~trainval]]).sort_index(), report
 
 
+def filter_age(
+    frame: pd.DataFrame, min_age: float | None = None, max_age: float | None = None
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Keep the films whose ``age`` (years) lies in ``[min_age, max_age]``; a None bound is open.
+
+    With either bound set, films of unknown age are dropped too (they may be children's films, the main reason to
+    set ``min_age``). The report counts each reason, for ``metrics.json``.
+
+    Example:
+        >>> frame = pd.DataFrame({"age": [5.0, 30.0, float("nan")]})
+        >>> filter_age(frame, min_age=18)[1]
+        {'dropped_below_min_age': 1, 'dropped_above_max_age': 0, 'dropped_age_unknown': 1}
+    """
+    if min_age is None and max_age is None:
+        return frame, {}
+    if min_age is not None and max_age is not None and min_age > max_age:
+        msg = f"data.min_age={min_age} is above data.max_age={max_age}; swap them or clear one (null)"
+        raise ValueError(msg)
+    age = pd.to_numeric(frame["age"], errors="coerce")
+    below = age < min_age if min_age is not None else pd.Series(False, index=frame.index)
+    above = age > max_age if max_age is not None else pd.Series(False, index=frame.index)
+    unknown = age.isna()
+    report = {
+        "dropped_below_min_age": int(below.sum()),
+        "dropped_above_max_age": int(above.sum()),
+        "dropped_age_unknown": int(unknown.sum()),
+    }
+    log.info("data.min_age=%s, data.max_age=%s: dropping films %s", min_age, max_age, report)
+    return frame[~(below | above | unknown)], report
+
+
 def prepare_samples(
     source: tuple[pd.DataFrame, dict[str, int]],
     split: SplitConfig,
     max_train: int | None = None,
     max_val: int | None = None,
     max_test: int | None = None,
+    age_range: tuple[float | None, float | None] = (None, None),
 ) -> tuple[pd.DataFrame, dict[str, int]]:
-    """Normalise, split, cap and check the table; return it with a report of counts.
+    """Normalise, filter by age, split, cap and check the table; return it with a report of counts.
 
-    Films marked ``excluded_finding`` take part in the patient split and are dropped right after it; abnormal
-    films of training patients are dropped next (``dropped_train_abnormal``).
+    Films outside ``age_range`` (``data.min_age``, ``data.max_age``; :func:`filter_age`) are dropped before the
+    split. Films marked ``excluded_finding`` take part in the patient split and are dropped right after it;
+    abnormal films of training patients are dropped next (``dropped_train_abnormal``).
 
     Raises:
         ValueError: before any training, when a split has no usable films (the message names the fix).
     """
     frame, report = source
     if frame.empty:
-        msg = "the data source has no films with an existing image file; check data.root / data.csv_path"
+        msg = "the data source has no films with an existing image file; check data.source.root / data.source.csv_path"
         raise ValueError(msg)
     frame = normalise_metadata(complete_columns(frame, "the data source"))
+    frame, age_report = filter_age(frame, *age_range)
+    if frame.empty:
+        msg = f"no film is left after the age filter data.min_age/max_age={age_range} ({age_report}); widen it"
+        raise ValueError(msg)
     frame, split_report = split_table(frame, split)
     frame, split_report["dropped_other_findings"] = drop_excluded_findings(frame)
     split_report["dropped_train_abnormal"] = int(((frame["split"] == "train") & (frame["label"] == 1)).sum())
@@ -111,7 +148,7 @@ def prepare_samples(
     counts = {f"n_{name}": int((frame["split"] == name).sum()) for name in ("train", "val", "test")}
     counts["n_val_normal"] = int(((frame["split"] == "val") & (frame["label"] == 0)).sum())
     log.info("samples (%s split): %s", split.strategy, counts)
-    return frame, {**report, **split_report, **counts, **metadata_counts(frame)}
+    return frame, {**report, **age_report, **split_report, **counts, **metadata_counts(frame)}
 
 
 def load_samples(data: DictConfig, seed: int, image_size: int) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
@@ -133,7 +170,8 @@ def load_samples(data: DictConfig, seed: int, image_size: int) -> tuple[pd.DataF
         kept, skipped = screen_samples(frame[~excluded], config, source=f"data={data.name}")
         frame = pd.concat([kept, frame[excluded]], ignore_index=True)
     split = SplitConfig(**data.split, seed=seed)
-    frame, report = prepare_samples((frame, source_report), split, data.max_train, data.max_val, data.max_test)
+    ages = (data.get("min_age"), data.get("max_age"))
+    frame, report = prepare_samples((frame, source_report), split, data.max_train, data.max_val, data.max_test, ages)
     if report["n_val_normal"] < MIN_VAL_FOR_THRESHOLD:
         log.warning(
             "only %d normal validation films: the threshold will be noisy; raise data.split.val_fraction",

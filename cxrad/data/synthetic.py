@@ -24,10 +24,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
 
+from cxrad.console import progress
 from cxrad.data.lesions import LESION_KINDS, Lesion, sample_lesions
-from cxrad.data.phantom import Film, lung_fields, render_film, render_film_detailed, sample_anatomy
+from cxrad.data.phantom import Film, lung_fields, patient_anatomy, render_film, render_film_detailed
+from cxrad.data.phantom_realism import DEFAULT_LESION_CONTRAST, REALISM_LEVELS
 
 __all__ = [
     "GENERATOR_VERSION",
@@ -42,7 +43,7 @@ __all__ = [
     "save_example_grid",
 ]
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2  # 2: data.source.realism (simple films unchanged, their cache key is new)
 SAMPLES_FILE = "samples.csv"
 COLUMNS = (
     "image_path", "label", "age", "sex", "view", "patient_id", "finding_labels", "mask_path",
@@ -74,9 +75,13 @@ class SyntheticConfig:
         mass_size_mm: Range of mass diameters.
         lesion_contrast: Peak nodule opacity as a fraction of the aerated-lung-to-soft-tissue step (about the
             lung/bone contrast on the film: 0.3 gives a peak about a third of it); masses x1.4,
-            consolidations x1.6, effusions x2.6.
+            consolidations x1.6, effusions x2.6. None = the realism's default (0.12 realistic, where each
+            film also scales it by a log-normal factor, so most findings are faint; 0.3 simple).
         field_of_view_mm: Film width in mm; pixel spacing is ``field_of_view_mm / image_size``.
         images_per_patient: Films per patient (> 1 exercises patient-wise splitting).
+        realism: ``'realistic'`` (patient, positioning, exposure, device and marker variability, see
+            :mod:`cxrad.data.phantom_realism`) or ``'simple'`` (one narrow anatomy, easy lesions: the
+            generator before realism was added, byte for byte).
     """
 
     n_normal: int = 300
@@ -93,11 +98,16 @@ class SyntheticConfig:
     max_lesions: int = 2
     nodule_size_mm: tuple[float, float] = (5.0, 30.0)
     mass_size_mm: tuple[float, float] = (30.0, 60.0)
-    lesion_contrast: float = 0.3
+    lesion_contrast: float | None = None
     field_of_view_mm: float = 350.0
     images_per_patient: int = 1
+    realism: str = "realistic"
 
     def __post_init__(self) -> None:
+        if self.realism not in REALISM_LEVELS:
+            _fail("realism", self.realism, "is unknown", f"set data.source.realism to one of {REALISM_LEVELS}")
+        if self.lesion_contrast is None:
+            object.__setattr__(self, "lesion_contrast", DEFAULT_LESION_CONTRAST[self.realism])
         for f in fields(self):
             object.__setattr__(self, f.name, _normalise(f.name, getattr(self, f.name)))
         _validate(self)
@@ -242,7 +252,7 @@ def draw_finding_kinds(rng: np.random.Generator, cfg: SyntheticConfig) -> list[s
 
 def render_planned(cfg: SyntheticConfig, plan: FilmPlan) -> tuple[Film, list[Lesion]]:
     """Render one planned film and the lesions placed on it."""
-    anatomy = sample_anatomy(np.random.default_rng([cfg.seed, _PATIENT, plan.patient]))
+    anatomy = patient_anatomy(np.random.default_rng([cfg.seed, _PATIENT, plan.patient]), cfg)
     lesions: list[Lesion] = []
     if plan.label:
         rng = np.random.default_rng([cfg.seed, _LESION, plan.index])
@@ -294,7 +304,7 @@ def generate(cfg: SyntheticConfig, out_dir: str | Path) -> pd.DataFrame:
     (out / "images").mkdir(parents=True, exist_ok=True)
     (out / "masks").mkdir(exist_ok=True)
     rows = []
-    for plan in tqdm(plan_films(cfg), desc="synthetic films", disable=None):
+    for plan in progress(plan_films(cfg), "synthetic films"):
         film, lesions = render_planned(cfg, plan)
         row = _row(cfg, plan, film, lesions)
         _write_png(out / str(row["image_path"]), film.image)
@@ -373,7 +383,7 @@ _EXAMPLES = (
 def _example(
     cfg: SyntheticConfig, age: float, sex: str, view: str, kinds: tuple[str, ...], seed: int
 ) -> tuple[Film, str]:
-    anatomy = sample_anatomy(np.random.default_rng([seed, _PATIENT]))
+    anatomy = patient_anatomy(np.random.default_rng([seed, _PATIENT]), cfg)
     lungs = lung_fields(anatomy, age, sex, view, cfg.image_size, cfg)
     rng = np.random.default_rng([seed, _LESION])
     lesions = sample_lesions(rng, lungs, kinds, cfg.mm_per_px, cfg.nodule_size_mm, cfg.mass_size_mm)

@@ -38,7 +38,7 @@ import torch
 import torch.nn.functional as F
 from lightning.pytorch import Callback
 
-from cxrad.data.metadata import COVARIATES, VIEWS, check_covariates, covariate_columns, supported_covariates
+from cxrad.data.metadata import COVARIATES, UNKNOWN, check_covariates, covariate_columns, supported_covariates
 from cxrad.metadata_conditioning.film import NormativeFiLM
 from cxrad.metadata_conditioning.options import Films, conditions_maps, register_scorer
 from cxrad.metadata_conditioning.reference import CALIBRATION, REFERENCE, films_with_role
@@ -227,7 +227,7 @@ def require_normal_validation(conditioning: Mapping[str, object], samples: pd.Da
         return
     reference = samples.loc[films_with_role(samples, REFERENCE)]
     n_reference, n_calibration = len(reference), len(films_with_role(samples, CALIBRATION))
-    per_view = reference.loc[reference["view"].isin(VIEWS), "view"].value_counts()  # unknown: no group of its own
+    per_view = reference.loc[reference["view"] != UNKNOWN, "view"].value_counts()  # unknown: no group of its own
     few = {str(view): int(count) for view, count in per_view.items() if count < FEW_REFERENCE_FILMS}
     if few and n_reference >= MIN_NORMAL_VAL:
         log.warning(

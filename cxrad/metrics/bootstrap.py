@@ -27,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from cxrad.metrics.curves import auroc, rates_at_threshold
-from cxrad.metrics.image import view_shortcut_metrics
+from cxrad.metrics.image import audited_views, view_shortcut_metrics
 from cxrad.metrics.nodules import NODULE, findings_of, positive_vs_normal
 
 METRICS = (
@@ -157,6 +157,16 @@ class WeightedMetrics:
             "leakage": AurocPlan.build(scores, normal & ap, normal & pa),
             "nodule": AurocPlan.build(scores, nodule_mask(frame), normal),
         }
+        # Extra views (LATERAL, ...): the stratified AUROC averages every audited view, and the view shortcut is
+        # the largest one-vs-rest leakage, as in view_shortcut_metrics; PA/AP data keeps the two-view formulas.
+        self.extra_views = audited_views(frame)[2:]
+        audited = normal & np.isin(views, audited_views(frame))
+        for view in self.extra_views if self.extra_views else ():
+            rows = views == view
+            self.plans[f"within_{view}"] = AurocPlan.build(scores, abnormal & rows, normal & rows)
+        for view in audited_views(frame) if self.extra_views else ():
+            rows = views == view
+            self.plans[f"rest_{view}"] = AurocPlan.build(scores, normal & rows, audited & ~rows)
         flagged = None if cuts is None else scores >= cuts
         self.rates = {
             name: None if flagged is None else (group.astype(np.float64), (group & flagged).astype(np.float64))
@@ -180,11 +190,21 @@ class WeightedMetrics:
                 done[key] = self.plans[key](weights)
             return done[key]
 
+        def stratified() -> np.ndarray:
+            within = [plan("pa"), plan("ap"), *(plan(f"within_{v}") for v in self.extra_views)]
+            return sum(within) / len(within)
+
+        def shortcut() -> np.ndarray:
+            if not self.extra_views:
+                return np.abs(plan("leakage") - 0.5)
+            views = ("PA", "AP", *self.extra_views)
+            return np.max(np.stack([np.abs(plan(f"rest_{v}") - 0.5) for v in views]), axis=0)
+
         formulas: dict[str, Callable[[], np.ndarray]] = {
             "image_auroc": lambda: plan("image"),
-            "view_stratified_auroc": lambda: (plan("pa") + plan("ap")) / 2,
+            "view_stratified_auroc": stratified,
             "normal_view_leakage_auroc": lambda: plan("leakage"),
-            "view_shortcut": lambda: np.abs(plan("leakage") - 0.5),
+            "view_shortcut": shortcut,
             "fpr": lambda: self._rate("fpr", weights),
             "tpr": lambda: self._rate("tpr", weights),
             "nodule_auroc": lambda: plan("nodule"),

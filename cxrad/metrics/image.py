@@ -2,7 +2,9 @@
 
 The input is a predictions table with one row per test image and the columns ``label`` (0 normal, 1
 anomalous), ``score`` (raw anomaly score, higher = more anomalous), ``age`` (years, NaN unknown), ``sex``
-(M/F/unknown), ``view`` (PA/AP/unknown) and ``finding_labels`` ("No Finding" or findings joined by "|").
+(M/F/unknown), ``view`` (PA/AP/unknown, plus LATERAL/AP_SUPINE where the dataset keeps them) and
+``finding_labels`` ("No Finding" or findings joined by "|"). Optional columns of extra covariates (``site``,
+``scanner``, ``portable``) get subgroups of their own.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from cxrad.data.metadata import EXTRA_COVARIATES, EXTRA_VIEWS, KNOWN_VIEWS
 from cxrad.metrics.curves import aupr, auroc, flag_rate, fpr_at_tpr, rates_at_threshold, tpr_at_fpr
 from cxrad.threshold import Threshold
 
 REQUIRED_COLUMNS = ("label", "score", "age", "sex", "view", "finding_labels")
-VIEWS = ("PA", "AP", "unknown")
+VIEWS = ("PA", "AP", "unknown")  # always reported; extra views (LATERAL, AP_SUPINE) when the data has them
 SEXES = ("M", "F", "unknown")
 NO_FINDING = "No Finding"
 UNKNOWN = "unknown"
@@ -90,7 +93,7 @@ def check_predictions(predictions: pd.DataFrame) -> pd.DataFrame:
     if not pd.api.types.is_numeric_dtype(frame["age"]):
         msg = f"age must be numeric years (NaN unknown), got dtype {frame['age'].dtype}"
         raise ValueError(msg)
-    for column, vocabulary in (("view", VIEWS), ("sex", SEXES)):
+    for column, vocabulary in (("view", (*KNOWN_VIEWS, UNKNOWN)), ("sex", SEXES)):
         unknown = sorted(set(frame[column].tolist()) - set(vocabulary), key=str)
         if unknown:
             msg = f"{column} value(s) {unknown[:5]} outside {vocabulary}; map them in the dataset adapter"
@@ -174,18 +177,22 @@ def group_metrics(labels: np.ndarray, scores: np.ndarray, threshold: float | np.
 def subgroup_metrics(
     frame: pd.DataFrame, threshold: float | np.ndarray, age_bands: tuple[float, ...] = (40.0, 60.0)
 ) -> dict[str, dict[str, dict[str, Any]]]:
-    """:func:`group_metrics` per view, sex and age band. Every group is always reported (stable keys for
-    logging); an empty group has ``n == 0`` and None metrics.
+    """:func:`group_metrics` per view, sex and age band (and extra covariate, where the table has one). Every
+    group of PA/AP/unknown, sex and age is always reported (stable keys for logging); extra views and covariate
+    values appear when the films hold them. An empty group has ``n == 0`` and None metrics.
     """
     labels, scores = frame["label"].to_numpy(), frame["score"].to_numpy()
     attributes = {
-        "view": (frame["view"].to_numpy(), VIEWS),
+        "view": (frame["view"].to_numpy(), (*VIEWS, *present_extra_views(frame))),
         "sex": (frame["sex"].to_numpy(), SEXES),
         "age_band": (
             assign_age_band(frame["age"].to_numpy(), age_bands),
             (*age_band_names(age_bands), UNKNOWN),
         ),
     }
+    for column in (c for c in EXTRA_COVARIATES if c in frame.columns):
+        values = frame[column].astype(str).to_numpy()
+        attributes[column] = (values, tuple(sorted(set(values))))
     return {
         attribute: {
             group: group_metrics(labels[values == group], scores[values == group], _at(threshold, values == group))
@@ -195,37 +202,79 @@ def subgroup_metrics(
     }
 
 
-def view_shortcut_metrics(frame: pd.DataFrame, threshold: float | np.ndarray) -> dict[str, float | None]:
+def present_extra_views(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The views beyond PA/AP (:data:`~cxrad.data.metadata.EXTRA_VIEWS`) that films of ``frame`` have."""
+    present = set(frame["view"])
+    return tuple(v for v in EXTRA_VIEWS if v in present)
+
+
+def audited_views(frame: pd.DataFrame) -> tuple[str, ...]:
+    """The views the shortcut audit separates: PA and AP always, then the extra views present."""
+    return ("PA", "AP", *present_extra_views(frame))
+
+
+def view_shortcut_metrics(frame: pd.DataFrame, threshold: float | np.ndarray) -> dict[str, Any]:
     """How much the detector's decisions ride on the acquisition view rather than on disease.
 
     Returns:
-        ``view_stratified_auroc``: mean of the PA-only and AP-only AUROCs (None if either is undefined).
+        ``view_stratified_auroc``: mean of the within-view AUROCs of :func:`audited_views` (PA and AP, plus e.g.
+        LATERAL where present; None if any is undefined).
         ``normal_view_leakage_auroc``: AUROC of the score separating AP normals (positive) from PA normals;
         0.5 = no view shortcut, > 0.5 = AP normals score higher, < 0.5 = over-corrected (PA normals higher).
         ``view_shortcut``: ``|normal_view_leakage_auroc - 0.5|``, the two-sided figure: the score carries view
-        information in either direction (0 = none, 0.5 = the view decides).
+        information in either direction (0 = none, 0.5 = the view decides). With extra views, the largest
+        ``|leakage - 0.5|`` of any view's normals against the normals of the other audited views.
         ``view_only_auroc``: AUROC of predicting the label from the view alone (AP=1, PA=0) on images of
         known view: the score a pure view shortcut would reach.
         ``fpr_ap_normals``, ``fpr_pa_normals``, ``fpr_gap_ap_minus_pa``: flag rates of AP and PA normals at
         the threshold, and their difference.
+        ``per_view``: for each audited view, its ``auroc``, ``normal_leakage_auroc`` (its normals against the
+        other audited views' normals), ``fpr_normals`` and counts.
     """
     labels, scores, views = frame["label"].to_numpy(), frame["score"].to_numpy(), frame["view"].to_numpy()
     pa, ap = views == "PA", views == "AP"
-    pa_auroc, ap_auroc = auroc(labels[pa], scores[pa]), auroc(labels[ap], scores[ap])
     normal_pa, normal_ap = scores[pa & (labels == 0)], scores[ap & (labels == 0)]
     cut_ap, cut_pa = _at(threshold, ap & (labels == 0)), _at(threshold, pa & (labels == 0))
     fpr_ap, fpr_pa = flag_rate(normal_ap >= cut_ap), flag_rate(normal_pa >= cut_pa)
     known = pa | ap
     leakage = auroc(np.r_[np.zeros(normal_pa.size), np.ones(normal_ap.size)], np.r_[normal_pa, normal_ap])
+    per_view = per_view_metrics(labels, scores, views, threshold, audited_views(frame))
+    within = [group["auroc"] for group in per_view.values()]
+    shortcut = two_sided(leakage)
+    if len(per_view) > 2:
+        one_vs_rest = [two_sided(group["normal_leakage_auroc"]) for group in per_view.values()]
+        shortcut = None if None in one_vs_rest else max(one_vs_rest)
     return {
-        "view_stratified_auroc": None if pa_auroc is None or ap_auroc is None else (pa_auroc + ap_auroc) / 2,
+        "view_stratified_auroc": None if None in within else float(np.mean(within)),
         "normal_view_leakage_auroc": leakage,
-        "view_shortcut": two_sided(leakage),
+        "view_shortcut": shortcut,
         "view_only_auroc": auroc(labels[known], ap[known].astype(np.float64)),
         "fpr_ap_normals": fpr_ap,
         "fpr_pa_normals": fpr_pa,
         "fpr_gap_ap_minus_pa": None if fpr_ap is None or fpr_pa is None else fpr_ap - fpr_pa,
+        "per_view": per_view,
     }
+
+
+def per_view_metrics(
+    labels: np.ndarray, scores: np.ndarray, views: np.ndarray, threshold: float | np.ndarray, audited: tuple[str, ...]
+) -> dict[str, dict[str, Any]]:
+    """Within-view AUROC, one-vs-rest normal leakage and normal flag rate of each audited view."""
+    normal = labels == 0
+    audited_normal = normal & np.isin(views, audited)
+    out = {}
+    for view in audited:
+        rows = views == view
+        leak = leakage_auroc(scores, normal & rows, audited_normal & ~rows)
+        fpr = flag_rate(scores[normal & rows] >= _at(threshold, normal & rows))
+        out[view] = {
+            "auroc": auroc(labels[rows], scores[rows]),
+            "normal_leakage_auroc": leak,
+            "fpr_normals": fpr,
+            "n_normal": int((normal & rows).sum()),
+            "n_abnormal": int((~normal & rows).sum()),
+        }
+    return out
 
 
 def two_sided(leakage: float | None) -> float | None:

@@ -10,7 +10,9 @@ from hydra.utils import instantiate
 from lightning.pytorch import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from cxrad.aggregation import film_scoring
 from cxrad.backbone import BackboneConfig
+from cxrad.console import bars_shown
 from cxrad.model.checkpoint import WeightsOnlyCheckpoint
 from cxrad.model.registry import model_spec
 from cxrad.scoring import ScoreCollector
@@ -46,7 +48,9 @@ def make_engine(
         strategy="ddp" if devices > 1 else "auto",
         logger=False,
         max_epochs=cfg.model.max_epochs,
-        callbacks=[collector, WeightsOnlyCheckpoint(), *callbacks],  # checkpoints load with weights_only=True
-        enable_progress_bar=cfg.progress_bar,
+        # FilmScoring first: every later callback reads the ROI-restricted map and the aggregated film score.
+        callbacks=[film_scoring(cfg), collector, WeightsOnlyCheckpoint(), *callbacks],  # weights_only=True loads
+        enable_progress_bar=bars_shown(cfg.progress_bar),
+        enable_model_summary=False,  # the model is named in the run's summary; Lightning's table is noise
     )
     return engine, collector

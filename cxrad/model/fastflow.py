@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from omegaconf import DictConfig
 
 from cxrad.backbone import BackboneConfig, load_pretrained
-from cxrad.data.metadata import MetadataEncoder, covariate_columns
+from cxrad.data.metadata import covariate_columns
 from cxrad.metadata_conditioning.options import conditions_features
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor
 from cxrad.model.components.conditional_flow import ConditionalFastflowModel
@@ -132,7 +132,8 @@ def build_fastflow(
             conv3x3_only=conv3x3_only,
             hidden_ratio=hidden_ratio,
             metadata_dim=len(columns) if conditions_features(conditioning) else 0,
-            metadata_columns=None if len(columns) == MetadataEncoder().dim else columns,  # None: the whole encoding
+            # Always the base columns: a table with extra views/covariates appends features the flows do not read.
+            metadata_columns=columns,
             pre_processor=pre_processor(image_size, backbone),
             **NO_ANOMALIB_POSTPROCESSING,
         )

@@ -5,7 +5,8 @@ Layout: ``<cache_dir>/<config hash>/<key[:2]>/<key>.npz``. The config hash cover
 versions, so a config change reads another folder. The entry key hashes the film's real path, size and
 ``mtime_ns``, so a rewritten or touched file gets a new key and a stale entry is never read (it is only left
 behind; delete the folder to reclaim space). Entries hold the single-channel uint8 film after resize, crop and
-CLAHE, plus the decoded film's shape, which the lesion mask is drawn at.
+CLAHE (and the ROI step when ``roi`` is set: then the thorax mask is stored too), plus the decoded film's shape,
+which the lesion mask is drawn at.
 
 Entries are written to a temporary file and renamed into place (``os.replace`` is atomic on one filesystem),
 so parallel sweep jobs and DataLoader workers see a whole entry or none.
@@ -50,10 +51,12 @@ _NOT_PIXELS = ("cache", "cache_dir")
 
 
 class CachedFilm(NamedTuple):
-    """A preprocessed film: ``image`` (H, W) uint8 before the 3-channel step, and the decoded film's shape."""
+    """A preprocessed film: ``image`` (H, W) uint8 before the 3-channel step, the decoded film's shape and, with
+    ``preprocessing.roi``, the thorax mask (H, W) bool."""
 
     image: np.ndarray
     source_shape: tuple[int, int]
+    roi_mask: np.ndarray | None = None
 
 
 def config_hash(config: PreprocessConfig) -> str:
@@ -109,7 +112,8 @@ class PreprocessCache:
         path = self._entry(key)
         try:
             with np.load(path, allow_pickle=False) as entry:
-                return CachedFilm(entry["image"], tuple(int(side) for side in entry["source_shape"]))
+                roi_mask = entry["roi_mask"] if "roi_mask" in entry.files else None
+                return CachedFilm(entry["image"], tuple(int(side) for side in entry["source_shape"]), roi_mask)
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as error:
@@ -122,7 +126,8 @@ class PreprocessCache:
         path = self._entry(key)
         path.parent.mkdir(exist_ok=True)
         shape = np.asarray(film.source_shape, dtype=np.int64)
-        _write_atomically(path, lambda f: np.savez(f, image=film.image, source_shape=shape))
+        extra = {} if film.roi_mask is None else {"roi_mask": film.roi_mask.astype(bool)}
+        _write_atomically(path, lambda f: np.savez(f, image=film.image, source_shape=shape, **extra))
 
     def _entry(self, key: str) -> Path:
         # 256 sub-folders keep directories small at NIH scale (112k films per config).
@@ -131,6 +136,8 @@ class PreprocessCache:
 
 def _identity(config: PreprocessConfig) -> dict[str, object]:
     settings = {name: value for name, value in asdict(config).items() if name not in _NOT_PIXELS}
+    if settings.get("roi") == "none":  # films cached before the ROI option existed stay valid
+        del settings["roi"]
     return {**settings, "format": CACHE_FORMAT, "opencv": cv2.__version__, "albumentations": A.__version__}
 
 

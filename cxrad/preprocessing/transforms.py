@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 
 from cxrad.preprocessing.dicom import DecodeError, is_dicom, read_dicom
+from cxrad.preprocessing.roi import check_roi_method
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class PreprocessConfig:
         clahe: apply contrast-limited adaptive histogram equalisation.
         clip_limit: CLAHE clip limit.
         tile_grid_size: CLAHE tiles per side.
+        roi: ``none`` or ``classical``: neutralise burned-in markers and borders and find the thorax mask that
+            restricts the anomaly map (:mod:`cxrad.preprocessing.roi`).
         cache: keep each preprocessed film in ``cache_dir`` and reuse it while this config and the file are
             unchanged (:mod:`cxrad.preprocessing.cache`); changes no pixel.
         cache_dir: folder of the preprocessing cache; needed when ``cache`` is on.
@@ -36,6 +39,7 @@ class PreprocessConfig:
     clahe: bool = True
     clip_limit: float = 2.0
     tile_grid_size: int = 8
+    roi: str = "none"
     cache: bool = False
     cache_dir: str | None = None
 
@@ -46,6 +50,7 @@ class PreprocessConfig:
         if not 0.2 <= self.center_crop <= 1.0:
             msg = f"preprocessing.center_crop={self.center_crop} must be a fraction in [0.2, 1.0]"
             raise ValueError(msg)
+        check_roi_method(self.roi)
         if self.cache and not self.cache_dir:
             msg = (
                 f"preprocessing.cache=true needs a folder, got preprocessing.cache_dir={self.cache_dir!r}; "

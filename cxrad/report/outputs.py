@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from cxrad.data.dataset import CxrDataset
+from cxrad.data.metadata import extra_covariates
 from cxrad.metrics.nodules import nodule_size_mm
 from cxrad.preprocessing import PreprocessConfig
 from cxrad.report.overlay import overlay_heatmap, panel_caption
@@ -74,7 +75,7 @@ def predictions_table(samples: pd.DataFrame, score: pd.Series, threshold: Thresh
     frame["score"] = score
     frame["pred_label"] = (frame["score"].to_numpy() >= threshold.cuts(frame)).astype(int)
     frame["nodule_size_mm"] = nodule_size_mm(frame)
-    return frame[list(PREDICTION_COLUMNS)]
+    return frame[[*PREDICTION_COLUMNS, *extra_covariates(frame)]]  # site/scanner/portable get subgroups
 
 
 def val_scores_table(
@@ -97,7 +98,7 @@ def val_scores_table(
     flags[np.isnan(values)] = pd.NA
     frame["pred_label"] = flags
     frame["map_max"] = map_max.reindex(raw.index)
-    return frame[list(VAL_SCORE_COLUMNS)]
+    return frame[[*VAL_SCORE_COLUMNS, *extra_covariates(frame)]]
 
 
 def write_plots(out_dir: Path, predictions: pd.DataFrame, threshold: Threshold, title: str) -> dict[str, Path]:
@@ -128,11 +129,12 @@ def write_heatmaps(
         item = dataset[samples.index.get_loc(index)]
         film = (item.image[0].numpy() * 255).astype(np.uint8)
         mask = item.gt_mask.numpy().astype(np.uint8)
+        roi_mask = None if item.roi_mask is None else item.roi_mask.numpy().astype(np.uint8)
         if film.shape[0] < DISPLAY_SIZE:  # small inputs are upscaled so captions stay in proportion
             film = cv2.resize(film, (DISPLAY_SIZE, DISPLAY_SIZE), interpolation=cv2.INTER_CUBIC)
             mask = cv2.resize(mask, (DISPLAY_SIZE, DISPLAY_SIZE), interpolation=cv2.INTER_NEAREST)
         caption = panel_caption(row.score, int(row.label), row.finding_labels, row.age, row.sex, row.view)
-        panel = overlay_heatmap(film, maps[index], mask=mask, caption=caption)
+        panel = overlay_heatmap(film, maps[index], mask=mask, caption=caption, roi_mask=roi_mask)
         panels.append(panel)
         name = f"{rank:02d}_{Path(row.image_path).stem}.png"
         _save_rgb(heat_dir / name, panel)

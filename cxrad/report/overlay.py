@@ -14,6 +14,7 @@ import numpy as np
 MASK_RGB = (0, 255, 0)
 CONTOUR_RGB = (255, 255, 255)
 BOX_RGB = (0, 255, 255)
+ROI_RGB = (255, 0, 255)
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 Box = tuple[str, int, int, int, int]
@@ -43,6 +44,7 @@ def overlay_heatmap(
     value_range: tuple[float, float] | None = None,
     fade: bool = False,
     contour_level: float | None = None,
+    roi_mask: np.ndarray | None = None,
 ) -> np.ndarray:
     """The film with its anomaly map blended on top, ground truth outlined, and a caption band below.
 
@@ -65,6 +67,8 @@ def overlay_heatmap(
             stays clean where the map is low.
         contour_level: Outline, in white, where the map reaches this value (e.g. the run's threshold in map
             units); None draws nothing.
+        roi_mask: Optional thorax mask the film was scored inside (``preprocessing.roi``), of any size; outlined
+            in magenta and named in the caption.
 
     Returns:
         RGB uint8 array of shape (H + caption band, W, 3); rows ``[:H]`` are the annotated film.
@@ -88,12 +92,16 @@ def overlay_heatmap(
     thickness = max(1, round(min(height, width) / 256))
     if contour_level is not None:
         outline_mask(panel, values >= contour_level, thickness, CONTOUR_RGB)
+    if roi_mask is not None:
+        outline_mask(panel, roi_mask, thickness, ROI_RGB)
     if mask is not None:
         outline_mask(panel, mask, thickness)
     for box in boxes or ():
         draw_box(panel, box, thickness)
     scale = "colours normalised per image" if value_range is None else "fixed colour scale"
     lines = [*caption.split("\n"), f"map range [{low:.4g}, {high:.4g}] ({scale})"]
+    if roi_mask is not None:
+        lines.append("magenta: thorax mask the film was scored inside")
     return np.vstack([panel, caption_band(lines, width)])
 
 

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
 
 from cxrad.metrics.curves import aupr, auroc, has_both_classes, rates_at_threshold, roc_points
-from cxrad.metrics.image import check_predictions, view_shortcut_metrics
+from cxrad.metrics.image import audited_views, check_predictions, view_shortcut_metrics
 from cxrad.report.overlay import overlay_heatmap, panel_caption
 from cxrad.threshold import Threshold
 
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 DPI = 150
-VIEW_COLORS = {"all": "black", "PA": "tab:blue", "AP": "tab:orange"}
+VIEW_COLORS = {"all": "black", "PA": "tab:blue", "AP": "tab:orange", "LATERAL": "tab:green", "AP_SUPINE": "tab:purple"}
 POINT_STYLE = {"marker": "o", "ls": "none", "ms": 9, "mfc": "none", "mew": 2}
 # normals filled and solid, abnormals as dashed outlines, so the four groups stay apart where they overlap
 HIST_STYLES = {
@@ -51,8 +51,8 @@ def save_figure(fig: Figure, path: str | Path) -> Path:
 
 
 def view_groups(frame: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
-    """All images, then PA only and AP only: the three curves of every curve plot."""
-    return [("all", frame), ("PA", frame[frame["view"] == "PA"]), ("AP", frame[frame["view"] == "AP"])]
+    """All images, then PA only and AP only (and each extra view the films have): the curves of every curve plot."""
+    return [("all", frame), *((view, frame[frame["view"] == view]) for view in audited_views(frame))]
 
 
 def threshold_label(threshold: Threshold) -> str:
@@ -172,7 +172,7 @@ def plot_score_distribution(
     edges = np.histogram_bin_edges(frame["score"].to_numpy(), bins=min(50, max(10, len(frame) // 10)))
     fig = Figure(figsize=(9, 5))
     ax = fig.subplots()
-    for view, label in (("PA", 0), ("AP", 0), ("PA", 1), ("AP", 1)):
+    for view, label in ((v, lab) for lab in (0, 1) for v in audited_views(frame)):
         scores = frame.loc[(frame["label"] == label) & (frame["view"] == view), "score"].to_numpy()
         if scores.size == 0:
             continue

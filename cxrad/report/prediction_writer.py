@@ -97,7 +97,9 @@ class PredictionWriter(Callback):
             return ""
         film = (item.image[0].numpy() * 255).round().astype(np.uint8)
         row = pd.concat([self.films.table.loc[film_index, ["age", "sex", "view"]], rated])
-        panel = overlay_heatmap(film, anomaly_map.squeeze().float().cpu().numpy(), caption=caption(row))
+        roi_mask = None if item.roi_mask is None else item.roi_mask.numpy()
+        values = anomaly_map.squeeze().float().cpu().numpy()
+        panel = overlay_heatmap(film, values, caption=caption(row), roi_mask=roi_mask)
         self.heatmap_dir.mkdir(parents=True, exist_ok=True)
         path = self.heatmap_dir / f"{film_index:05d}_{Path(self.films.table.loc[film_index, 'image_path']).stem}.png"
         cv2.imwrite(str(path), cv2.cvtColor(panel, cv2.COLOR_RGB2BGR))

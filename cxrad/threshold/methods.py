@@ -26,7 +26,8 @@ except ImportError:  # pragma: no cover - depends on the environment
 OTSU_BINS = 256
 
 EMPTY_SCORES_MSG = (
-    "no normal validation scores: the validation split is empty; lower data.split.val or add normal films"
+    "no normal validation scores: the validation split is empty; "
+    "raise data.split.val_fraction (e.g. 0.15) or add normal films"
 )
 
 

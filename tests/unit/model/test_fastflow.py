@@ -114,9 +114,28 @@ def test_missing_or_misshaped_metadata_is_an_error() -> None:
     model.eval()
     with pytest.raises(ValueError, match="without metadata"):
         model.model(torch.rand(2, 3, SIZE, SIZE))
-    model.model.metadata = torch.zeros(2, META_DIM + 1)
-    with pytest.raises(ValueError, match=rf"shape \(batch, {META_DIM}\), got \(2, {META_DIM + 1}\)"):
+    model.model.metadata = torch.zeros(2, META_DIM - 1)
+    with pytest.raises(
+        ValueError, match=rf"reads metadata columns \[0, .*, {META_DIM - 1}\], got .* \(2, {META_DIM - 1}\)"
+    ):
         model.model(torch.rand(2, 3, SIZE, SIZE))
+    model.model.metadata = torch.zeros(3, META_DIM)
+    with pytest.raises(ValueError, match=rf"shape \(batch, {META_DIM}\), got \(3, {META_DIM}\)"):
+        model.model(torch.rand(2, 3, SIZE, SIZE))
+
+
+def test_flags_appended_for_extra_views_leave_the_base_columns_read() -> None:
+    """A table with a LATERAL view appends a flag; the flows read the base columns, so PA/AP films score alike."""
+    model = _conditional()
+    _as_if_trained(model)
+    model.eval()
+    wide = MetadataEncoder(views=("PA", "AP", "LATERAL"))
+    rows = [(40.0, "M", "PA"), (70.0, "F", "AP")]
+    image = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    model.model.metadata = MetadataEncoder().encode_many(rows)
+    base = model.model(image).pred_score
+    model.model.metadata = wide.encode_many(rows)
+    assert torch.allclose(model.model(image).pred_score, base)
 
 
 def test_an_input_size_off_the_strides_is_refused() -> None:

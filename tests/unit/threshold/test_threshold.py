@@ -114,7 +114,7 @@ def test_bad_method_name_is_named_with_the_choices() -> None:
 
 @pytest.mark.parametrize("method", ["otsu", "percentile", "gmm", "f1_oracle"])
 def test_empty_validation_split_fails_with_the_fix(method: str) -> None:
-    with pytest.raises(ValueError, match="validation split is empty; lower data.split.val"):
+    with pytest.raises(ValueError, match=r"validation split is empty; raise data.split.val_fraction \(e.g. 0.15\)"):
         fit_threshold(method, np.array([]), test_scores=np.ones(2), test_labels=np.array([0, 1]))
 
 
