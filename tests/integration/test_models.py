@@ -29,8 +29,8 @@ TINY_MODEL = {
         "model.detector.fiber_batch_size=16",
     ],
 }
-# Over ~40 s a run on a shared CPU even shrunk (EfficientAd needs 256 px films).
-SLOW = {"cflow", "efficient_ad"}
+# Over ~40 s a run on one CPU even shrunk (EfficientAd needs 256 px films; DRAEM trains two U-Nets).
+SLOW = {"cflow", "draem", "efficient_ad"}
 HEATMAP_TOP_K = next(int(o.split("=")[1]) for o in TINY if o.startswith("heatmap_top_k="))
 
 
