@@ -14,8 +14,8 @@ install: $(STAMP) ## Create .venv and install cxrad with its dev extras
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check --upgrade pip
-	$(PY) -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	$(PY) -m pip install --quiet --quiet --disable-pip-version-check --upgrade pip
+	$(PY) -m pip install --quiet --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
 run: install ## Run the main job (synthetic films, PatchCore, pretrained EfficientNet-Lite0); ARGS=... adds overrides

@@ -272,6 +272,25 @@ def markdown(summary: list[dict], rows: list[dict], command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+HEADLINE_OPTIONS = ("none", "normative/detector/train[view]", "normative", "film_normative")
+
+
+def headline(summary: list[dict], model: str) -> str:
+    """The README's table: every model and variant under ``none``; ``model`` under the main conditioning options."""
+    lines = [
+        "| set | model | conditioning | seeds | image AUROC | within-view AUROC | view shortcut | view only |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        if s["option"] == "none" or (s["model"] == model and s["option"] in HEADLINE_OPTIONS):
+            lines.append(
+                f"| {s['data']} | {s['model']} | {s['option']} | {len(s['seeds'])} | {interval(s['image_auroc'])} | "
+                f"{interval(s['view_stratified_auroc'])} | {interval(s['view_shortcut'])} | "
+                f"{cell(s['view_only_auroc'])} |"
+            )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -285,6 +304,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "real_films")
     parser.add_argument("--append", action="store_true", help="add to the saved rows (same settings) instead")
     parser.add_argument("--render", action="store_true", help="only rewrite the .md from the saved .json")
+    parser.add_argument("--headline", metavar="MODEL", help="print the README's table (MODEL's options in full)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     saved_path = args.out.with_suffix(".json")
@@ -309,6 +329,8 @@ def main() -> None:
     summary = summarise(rows, args.n_boot) if have_predictions or not saved else saved["summary"]
     saved_path.write_text(json.dumps({"commands": commands, "rows": rows, "summary": summary}, indent=2))
     args.out.with_suffix(".md").write_text(markdown(summary, rows, " ; ".join(commands)))
+    if args.headline:
+        print(headline(summary, args.headline))  # noqa: T201 - the table is the output
 
 
 if __name__ == "__main__":
