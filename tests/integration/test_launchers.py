@@ -75,16 +75,16 @@ def test_local_parallel_sweep_runs_each_job_in_a_joblib_worker(tmp_path: Path, c
     result = run_sweep(tmp_path, cache_dir, "hydra/launcher=local_parallel", "model=patchcore,padim")
     assert "Joblib.Parallel(n_jobs=2" in result.stdout + result.stderr
     jobs = job_results(tmp_path)
-    assert list(jobs) == ["0_patchcore_resnet18", "1_padim_resnet18"]
+    assert list(jobs) == ["0_patchcore_resnet18_none", "1_padim_resnet18_none"]
     assert [metrics["model"] for metrics, _ in jobs.values()] == ["patchcore", "padim"]
-    assert "model=patchcore" in jobs["0_patchcore_resnet18"][1]
-    assert "model=padim" in jobs["1_padim_resnet18"][1]
+    assert "model=patchcore" in jobs["0_patchcore_resnet18_none"][1]
+    assert "model=padim" in jobs["1_padim_resnet18_none"][1]
 
 
 @pytest.mark.slow
 def test_submitit_local_runs_a_job_in_its_own_process(tmp_path: Path, cache_dir: Path) -> None:
     run_sweep(tmp_path, cache_dir, "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10", "model=padim")
     jobs = job_results(tmp_path)
-    assert list(jobs) == ["0_padim_resnet18"]
-    assert 0.0 <= jobs["0_padim_resnet18"][0]["image_auroc"] <= 1.0
+    assert list(jobs) == ["0_padim_resnet18_none"]
+    assert 0.0 <= jobs["0_padim_resnet18_none"][0]["image_auroc"] <= 1.0
     assert list((tmp_path / ".submitit").glob("*/*_0_log.out"))  # submitit ran it, not Hydra's basic launcher
