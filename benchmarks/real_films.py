@@ -35,6 +35,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from lightning.pytorch import seed_everything
 from omegaconf import DictConfig, open_dict
+from scipy.stats import kendalltau, spearmanr
 
 from cxrad.data.samples import load_samples
 from cxrad.metadata_conditioning import assign_val_roles
@@ -45,6 +46,20 @@ from cxrad.validate import validate
 DATA = {
     "nih64_dev": ["data=nih", "data.source.root=${paths.shared_data}/nih64_dev", "data.num_workers=0"],
     "nih256_sample": ["data=nih", "data.source.root=${paths.shared_data}/nih256_sample", "data.num_workers=0"],
+    # The phantom at about nih64_dev's size, to see whether it ranks the options as the real films do.
+    "phantom_realistic": [
+        "data=synthetic",
+        "data.source.n_normal=220",
+        "data.source.n_abnormal=280",
+        "data.num_workers=0",
+    ],
+    "phantom_simple": [
+        "data=synthetic",
+        "data.source.realism=simple",
+        "data.source.n_normal=220",
+        "data.source.n_abnormal=280",
+        "data.num_workers=0",
+    ],
 }
 COMMON = ["progress_bar=false", "heatmap_top_k=0", "logger=none"]
 TRAIN_REFERENCE = ["metadata_conditioning.reference_source=train", "metadata_conditioning.reference_fraction=0.3"]
@@ -186,11 +201,22 @@ def interval(result: dict) -> str:
     return f"{cell(result['estimate'])} [{cell(result['low'])}, {cell(result['high'])}]"
 
 
-def summarise(rows: list[dict], n_boot: int) -> list[dict]:
-    """Per data set, model and option: means over seeds with intervals, and paired differences to ``none``."""
+def summarise(rows: list[dict], n_boot: int, previous: list[dict] | None = None) -> list[dict]:
+    """Per data set, model and option: means over seeds with intervals, and paired differences to ``none``.
+
+    A group whose runs' predictions are no longer on disk keeps its entry from ``previous`` (the saved summary).
+    """
     out = []
+    kept = {(s["data"], s["model"], s["option"]): s for s in previous or []}
     groups = dict.fromkeys((r["data"], r["model"], r["option"]) for r in rows)
     for data, model, option in groups:
+        members = [r for r in rows if (r["data"], r["model"]) == (data, model) and r["option"] in (option, "none")]
+        if not all(Path(r["predictions"]).is_file() for r in members):
+            if (data, model, option) in kept:
+                out.append(kept[(data, model, option)])
+            else:
+                log.warning("%s %s %s: predictions gone and no saved summary; left out", data, model, option)
+            continue
         group = sorted(
             (r for r in rows if (r["data"], r["model"], r["option"]) == (data, model, option)), key=lambda r: r["seed"]
         )
@@ -219,6 +245,28 @@ def summarise(rows: list[dict], n_boot: int) -> list[dict]:
     return out
 
 
+def rank_agreement(summary: list[dict], model: str = "patchcore") -> list[str]:
+    """Spearman / Kendall correlation of ``model``'s options' within-view AUROC between every two data sets."""
+    wv = {(s["data"], s["option"]): s["view_stratified_auroc"]["estimate"] for s in summary if s["model"] == model}
+    sets = list(dict.fromkeys(data for data, _ in wv))
+    lines = [
+        f"## Do the data sets rank the conditioning options alike? ({model}, within-view AUROC)",
+        "",
+        "| data set | data set | options | Spearman | Kendall |",
+        "|---|---|---|---|---|",
+    ]
+    for i, first in enumerate(sets):
+        for second in sets[i + 1 :]:
+            common = [o for (d, o) in wv if d == first and (second, o) in wv]
+            if len(common) < 3:
+                continue
+            a, b = [wv[(first, o)] for o in common], [wv[(second, o)] for o in common]
+            lines.append(
+                f"| {first} | {second} | {len(common)} | {spearmanr(a, b)[0]:.2f} | {kendalltau(a, b)[0]:.2f} |"
+            )
+    return [*lines, ""]
+
+
 def markdown(summary: list[dict], rows: list[dict], command: str) -> str:
     sizes = sorted({(r["data"], r["image_size"]) for r in rows})
     lines = [
@@ -233,7 +281,8 @@ def markdown(summary: list[dict], rows: list[dict], command: str) -> str:
         "Options: `[...]` the covariates (default all of view, sex, age); `/detector` map units of the detector;",
         "`/train` reference = 30% of the normal training patients (held out of the fit) instead of half the",
         "normal validation patients. `covariates used` lists what the reference supported",
-        "(`min_reference_films`).",
+        "(`min_reference_films`). Runs' predictions live under `--work` (not in the repository); `--render` recomputes",
+        "the intervals of the groups whose predictions are on disk and keeps the saved ones of the others.",
         "",
     ]
     for data in dict.fromkeys(s["data"] for s in summary):
@@ -257,6 +306,7 @@ def markdown(summary: list[dict], rows: list[dict], command: str) -> str:
                 f"{s['n_val_reference']:.0f} | {' / '.join(s['covariates_used'])} |"
             )
         lines.append("")
+    lines += rank_agreement(summary)
     lines += [
         "Per run (seed): image / within-view AUROC, view shortcut, test FPR, fit seconds (2 CPU cores):",
         "",
@@ -281,7 +331,8 @@ def headline(summary: list[dict], model: str) -> str:
         "| set | model | conditioning | seeds | image AUROC | within-view AUROC | view shortcut | view only |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for s in summary:
+    real = sorted((s for s in summary if s["data"] in ("nih64_dev", "nih256_sample")), key=lambda s: s["data"])
+    for s in real:
         if s["option"] == "none" or (s["model"] == model and s["option"] in HEADLINE_OPTIONS):
             lines.append(
                 f"| {s['data']} | {s['model']} | {s['option']} | {len(s['seeds'])} | {interval(s['image_auroc'])} | "
@@ -325,8 +376,7 @@ def main() -> None:
                             continue
                         rows += one_fit(data, model, fit, seed, args.image_size, args.work, args.extra)
                         saved_path.write_text(json.dumps({"commands": commands, "rows": rows}, indent=2))
-    have_predictions = all(Path(r["predictions"]).is_file() for r in rows)
-    summary = summarise(rows, args.n_boot) if have_predictions or not saved else saved["summary"]
+    summary = summarise(rows, args.n_boot, saved.get("summary") if saved else None)
     saved_path.write_text(json.dumps({"commands": commands, "rows": rows, "summary": summary}, indent=2))
     args.out.with_suffix(".md").write_text(markdown(summary, rows, " ; ".join(commands)))
     if args.headline:
