@@ -26,7 +26,7 @@ class Films(NamedTuple):
 def normal_films(n: int, size: int, seed: int = 0) -> Films:
     """``n`` normal phantom films (PA, alternating sex, ages 30-70), each a different patient."""
     rng = np.random.default_rng(seed)
-    cfg = SyntheticConfig(image_size=size)
+    cfg = SyntheticConfig(image_size=size, realism="simple")  # the mechanics need the simple, uniform phantom
     rows = [(30.0 + 40.0 * k / max(n - 1, 1), "MF"[k % 2], "PA") for k in range(n)]
     images = [render_film(rng, size, age, sex, view, [], cfg)[0] for age, sex, view in rows]
     image = torch.from_numpy(np.stack(images)).float().div(255).unsqueeze(1).expand(-1, 3, -1, -1)

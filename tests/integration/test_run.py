@@ -65,7 +65,7 @@ def _check_contract(metrics: dict, out_dir: Path) -> None:
             "metadata_conditioning=film",
             "model.detector.flow_steps=2",
         ),
-        ("model=draem",),
+        pytest.param(("model=draem",), marks=pytest.mark.slow),  # ~100 s on 2 cores; test_models covers it too
     ],
     ids=[
         "patchcore-resnet18",
