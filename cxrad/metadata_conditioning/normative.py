@@ -368,7 +368,11 @@ def _reference_model(
     """The regressions fitted on a run's reference, once per file version (predict calls this for every batch)."""
     del mtime_ns  # part of the cache key only: a rewritten reference is refitted
     with np.load(path) as reference:
-        model = NormativeMap(
+        films = list(range(len(reference["maps"])))
+        model = fit_reference(
+            reference["maps"],
+            reference["metadata"],
+            films,
             prior_count,
             scale=scale,
             position_spread=position_spread,
@@ -376,7 +380,6 @@ def _reference_model(
             covariates=covariates,
             min_reference_films=min_reference_films,
         )
-        model.fit(reference["maps"], reference["metadata"])
         pool = str(reference["pool"]) if "pool" in reference else SAVED_BEFORE_POOL
         return model, int(reference["grid"]), pool
 
