@@ -150,6 +150,17 @@ class NormativeMap:
         self.covariates_used: tuple[str, ...] = self.covariates
         self.covariates_dropped: dict[str, int] = {}
         self.ratio = torch.ones(())
+        self.unit = 1.0
+
+    def _in_units(self, maps: np.ndarray) -> torch.Tensor:
+        """``maps`` divided by the reference maps' largest magnitude, as float32.
+
+        The regressions square map values: in float32 that overflows past about 1e19, a range flows reach
+        (CS-Flow's map is a product of three scales' likelihoods). Every output is unchanged by a common scale of
+        the maps (``detector`` units and shift-only residuals are multiplied back), so dividing by one number
+        keeps them and keeps the arithmetic in range.
+        """
+        return torch.from_numpy(np.asarray(maps, dtype=np.float64) / self.unit).float()
 
     def _select(self, metadata: np.ndarray) -> torch.Tensor:
         """The used covariates' columns of encoded ``metadata``; one constant column when none is used."""
@@ -158,17 +169,19 @@ class NormativeMap:
         return x[:, columns] if columns else x.new_zeros(len(x), 1)
 
     def _standardise(self, maps: np.ndarray, metadata: np.ndarray) -> torch.Tensor:
-        x = torch.from_numpy(maps).float().flatten(1)
+        x = self._in_units(maps).flatten(1)
         mean, std = self.film.conditional_moments(self._select(metadata))
-        if not self.film.scale:
-            std = torch.ones_like(std)
+        if not self.film.scale:  # a shift only: the residual in the detector's own units
+            return (x - mean) * self.unit
         return (x - mean) / std
 
     def fit(self, maps: np.ndarray, metadata: np.ndarray) -> NormativeMap:
         self.covariates_used, self.covariates_dropped = supported_covariates(
             metadata, self.covariates, self.min_reference_films
         )
-        self.film.fit(torch.from_numpy(maps).float()[:, None], self._select(metadata))
+        largest = float(np.abs(np.asarray(maps, dtype=np.float64)).max(initial=0.0))
+        self.unit = largest if np.isfinite(largest) and largest > 0 else 1.0
+        self.film.fit(self._in_units(maps)[:, None], self._select(metadata))
         self.ratio = torch.ones(())
         if self.units == "sd" and self.position_spread and self.film.scale:  # scale=False: shift only
             rms = self._standardise(maps, metadata).square().mean(0).sqrt()
@@ -178,8 +191,8 @@ class NormativeMap:
     def conditioned(self, maps: np.ndarray, metadata: np.ndarray) -> torch.Tensor:
         """The standardised maps ``(N, grid * grid)``: what the score is the maximum of."""
         if self.units == "detector":  # the FiLM itself, on a one-channel map: gamma(m) * a + beta(m)
-            x = torch.from_numpy(maps).float()[:, None]
-            return self.film(x, self._select(metadata)).flatten(1)
+            x = self._in_units(maps)[:, None]
+            return self.film(x, self._select(metadata)).flatten(1) * self.unit
         return self._standardise(maps, metadata) / self.ratio
 
     def conditioned_maps(self, maps: np.ndarray, metadata: np.ndarray) -> np.ndarray:

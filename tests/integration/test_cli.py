@@ -79,7 +79,7 @@ def test_invalid_combination_exits_before_training_with_the_fix(tmp_path: Path) 
     ("args", "expected"),
     [
         (["data=csv"], "data.source.csv_path is required by this config and not set; pass it, e.g. data.source.csv_"),
-        (["model=patchcor"], "model=patchcor is not an option; choose from cflow, dfm, draem, efficient_ad, fastflow"),
+        (["model=patchcor"], "model=patchcor is not an option; choose from cflow, csflow, dfm, draem, efficient_ad"),
         (["data.split.val=0.2"], "data.split.val is not a config key (did you mean data.split.val_fraction?)"),
     ],
 )

@@ -12,6 +12,8 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from torchvision.models import efficientnet_b5
 
 from cxrad.model.registry import model_spec, registered_models
 from tests.integration.conftest import TINY, read_predictions
@@ -29,8 +31,8 @@ TINY_MODEL = {
         "model.detector.fiber_batch_size=16",
     ],
 }
-# Over ~40 s a run on one CPU even shrunk (EfficientAd needs 256 px films; DRAEM trains two U-Nets).
-SLOW = {"cflow", "draem", "efficient_ad"}
+# Over ~40 s a run on one CPU even shrunk (EfficientAd and CS-Flow need 256 px films; DRAEM trains two U-Nets).
+SLOW = {"cflow", "csflow", "draem", "efficient_ad"}
 HEATMAP_TOP_K = next(int(o.split("=")[1]) for o in TINY if o.startswith("heatmap_top_k="))
 
 
@@ -47,13 +49,41 @@ def natural_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _overrides(name: str, natural_images: Path, *extra: str) -> list[str]:
+@pytest.fixture(scope="session")
+def csflow_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A torchvision EfficientNet-B5 state-dict file standing in for the ImageNet one CS-Flow loads.
+
+    A freshly initialised B5's features vanish (about 1e-12 at features.6.8, so every film would score 0); its
+    BatchNorm statistics are estimated on one batch of noise so the stand-in's features have unit scale.
+    """
+    torch.manual_seed(0)
+    network = efficientnet_b5()
+    for module in network.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.momentum = None  # running statistics = this batch's statistics
+    network.train()
+    with torch.no_grad():
+        network(torch.randn(4, 3, 256, 256))
+    path = tmp_path_factory.mktemp("csflow") / "efficientnet_b5.pth"
+    torch.save(network.state_dict(), path)
+    return path
+
+
+def _overrides(name: str, request: pytest.FixtureRequest, *extra: str) -> list[str]:
+    """``name``'s overrides for a tiny run; the local assets a model needs are made only when it needs them."""
     backbone = [BACKBONE, RANDOM] if model_spec(name).uses_backbone else []
     tiny = TINY_MODEL.get(name, [])
     if name == "efficient_ad":
         tiny = [
             "model.detector.teacher_weights=random",
-            f"model.detector.imagenet_dir={natural_images}",
+            f"model.detector.imagenet_dir={request.getfixturevalue('natural_images')}",
+            "preprocessing.image_size=256",
+        ]
+    if name == "csflow":
+        tiny = [
+            f"model.detector.encoder_weights={request.getfixturevalue('csflow_encoder')}",
+            "model.detector.cross_conv_hidden_channels=16",
+            "model.detector.n_coupling_blocks=1",
             "preprocessing.image_size=256",
         ]
     return [f"model={name}", *backbone, *tiny, *extra]
@@ -75,15 +105,17 @@ def _check_outputs(metrics: dict, out_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("name", _cases())
-def test_every_registered_model_runs_the_pipeline(run_tiny, natural_images: Path, name: str) -> None:
-    metrics, out_dir = run_tiny(*_overrides(name, natural_images, "metadata_conditioning=none"))
+def test_every_registered_model_runs_the_pipeline(run_tiny, request: pytest.FixtureRequest, name: str) -> None:
+    metrics, out_dir = run_tiny(*_overrides(name, request, "metadata_conditioning=none"))
     assert metrics["model"] == name
     assert metrics["backbone"] == ("resnet18" if model_spec(name).uses_backbone else "none")
     _check_outputs(metrics, out_dir)
 
 
 @pytest.mark.parametrize("name", _cases())
-def test_every_registered_model_feeds_normative_map_conditioning(run_tiny, natural_images: Path, name: str) -> None:
-    metrics, out_dir = run_tiny(*_overrides(name, natural_images, "metadata_conditioning=normative"))
+def test_every_registered_model_feeds_normative_map_conditioning(
+    run_tiny, request: pytest.FixtureRequest, name: str
+) -> None:
+    metrics, out_dir = run_tiny(*_overrides(name, request, "metadata_conditioning=normative"))
     assert metrics["metadata_conditioning"] == "normative"
     _check_outputs(metrics, out_dir)

@@ -77,7 +77,7 @@ def test_an_empty_validation_split_names_the_real_key() -> None:
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["model=patchcor"], "model=patchcor is not an option; choose from cflow, dfm, draem, efficient_ad, fastflow"),
+        (["model=patchcor"], "model=patchcor is not an option; choose from cflow, csflow, dfm, draem, efficient_ad"),
         (["model=patchcore,padm"], "model=padm is not an option"),
         (["backbone=choice(resnet18,resnet81)"], "backbone=resnet81 is not an option"),
         (["metadata_conditioning=film-normative"], "(did you mean film_normative?)"),

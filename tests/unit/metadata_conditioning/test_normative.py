@@ -247,3 +247,22 @@ def test_shift_only_maps_ignore_the_position_spread() -> None:
     model = NormativeMap(scale=False, position_spread=True).fit(maps, metadata)
     expected = (maps.reshape(30, -1) - maps.reshape(30, -1).mean(0)).max(1)
     assert model.score(maps, metadata) == pytest.approx(expected, abs=1e-5)
+
+
+@pytest.mark.parametrize("units", ["sd", "detector"])
+def test_maps_of_any_magnitude_get_the_same_scores(units: str) -> None:
+    """A flow's maps can reach 1e24 (CS-Flow multiplies three scales' likelihoods): squaring them in float32
+    overflows. The scores must be those of the same maps at unit scale (times the scale, in detector units)."""
+    rng = np.random.default_rng(3)
+    n = 80
+    ap = rng.random(n) < 0.4
+    metadata = np.stack(
+        [ENCODER.encode(40.0 + i % 30, "F" if i % 2 else "M", "AP" if a else "PA").numpy() for i, a in enumerate(ap)]
+    )
+    maps = _maps(n, ap, rng)
+    test_maps = _maps(n, ap, rng)
+    scale = 1e22 if units == "sd" else 1.0
+    unit = NormativeMap(units=units).fit(maps, metadata).score(test_maps, metadata)
+    huge = NormativeMap(units=units).fit(maps * 1e22, metadata).score(test_maps * 1e22, metadata)
+    assert np.isfinite(huge).all()
+    np.testing.assert_allclose(huge / (1e22 / scale), unit, rtol=1e-4)
