@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import Override, OverrideType
-from hydra.errors import HydraException
+from hydra.errors import HydraException, InstantiationException
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
@@ -32,6 +33,26 @@ REQUIRED_PATHS = (
 
 class ConfigError(ValueError):
     """A config value cxrad cannot run with; its message is one line naming the key and the fix."""
+
+
+class DataError(ValueError):
+    """The films or tables the config names are missing or unreadable; the message is the data source's own."""
+
+
+@contextmanager
+def data_errors() -> Iterator[None]:
+    """Re-raise a data source's ``FileNotFoundError``/``ValueError`` as :class:`DataError` with its own message.
+
+    Hydra wraps errors raised while it builds ``data.source`` in an ``InstantiationException`` whose text is
+    several lines (target, repr, full key); the source's message already names the path and the fix.
+    """
+    try:
+        yield
+    except (FileNotFoundError, ValueError, InstantiationException) as error:
+        cause = error.__cause__ if isinstance(error, InstantiationException) else error
+        if isinstance(cause, DataError) or not isinstance(cause, FileNotFoundError | ValueError):
+            raise
+        raise DataError(str(cause)) from cause
 
 
 def _fail(message: str) -> None:

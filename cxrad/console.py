@@ -22,6 +22,8 @@ from rich.console import Console
 from rich.table import Table
 from tqdm.auto import tqdm
 
+from cxrad.config_errors import DataError
+
 T = TypeVar("T")
 
 # (message regex, category) of warnings that say nothing a cxrad user can act on.
@@ -145,15 +147,17 @@ def summary_table(metrics: dict) -> Table:
 
 
 @contextmanager
-def exit_on_config_error() -> Iterator[None]:
-    """Turn a config error (``ValueError``) inside the block into one line on stderr and exit status 2.
+def exit_on_config_error(only: type[ValueError] = ValueError) -> Iterator[None]:
+    """Turn a config error (``ValueError``, or only ``only``) inside the block into one line on stderr and exit 2.
 
-    Only for checks that run before any work, so that every ``ValueError`` there is about the config.
+    Only for checks that run before any work, so that every ``ValueError`` there is about the config; a
+    :class:`~cxrad.config_errors.DataError` (the films the config names) is reported as a data error.
     """
     try:
         yield
-    except ValueError as error:
-        sys.stderr.write(f"cxrad: config error: {error}\n")
+    except only as error:
+        kind = "data" if isinstance(error, DataError) else "config"
+        sys.stderr.write(f"cxrad: {kind} error: {error}\n")
         raise SystemExit(2) from None
 
 

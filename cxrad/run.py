@@ -23,7 +23,7 @@ from lightning.pytorch import seed_everything
 from omegaconf import DictConfig
 
 from cxrad.backbone import weights_origin
-from cxrad.config_errors import check_overrides
+from cxrad.config_errors import DataError, check_overrides, data_errors
 from cxrad.data.checks import DECODE_SKIP_LOG, skip_counts, with_logged_skips
 from cxrad.data.dataset import make_loaders
 from cxrad.data.samples import load_samples
@@ -77,7 +77,8 @@ def run(cfg: DictConfig) -> dict:
     seed_everything(cfg.seed, workers=True, verbose=False)
     out_dir = Path(cfg.paths.output_dir)
     with progress_bars(cfg.progress_bar), tracker(cfg, out_dir, sweep_name=_sweep_name()) as track:
-        samples, data_report, skipped = load_samples(cfg.data, cfg.seed, cfg.preprocessing.image_size)
+        with data_errors():  # a missing CSV or folder: one clean message (main prints it as one line)
+            samples, data_report, skipped = load_samples(cfg.data, cfg.seed, cfg.preprocessing.image_size)
         scored = fit_and_score(cfg, out_dir, samples, skipped)
         if scored is None:  # a DDP fit's other ranks are done: their shards are merged into rank 0's bank
             return {}
@@ -197,7 +198,8 @@ def main(cfg: DictConfig) -> float | None:
     quiet_third_party()  # again: Hydra's logging setup has reset the levels
     with exit_on_config_error():
         validate(cfg)
-    metrics = run(cfg)
+    with exit_on_config_error(only=DataError):  # the films the config names, read before any fitting
+        metrics = run(cfg)
     if metrics and rank() == 0:
         print_summary(metrics, cfg.paths.output_dir)
     return metrics.get("val_image_auroc")  # None on the extra ranks of a multi-device fit, or without val abnormals

@@ -92,6 +92,20 @@ def test_a_config_error_is_one_line_and_exit_status_2(tmp_path: Path, args: list
     assert not (tmp_path / "metrics.json").exists()
 
 
+def test_a_folder_without_the_nih_table_is_one_line_naming_it(tmp_path: Path) -> None:
+    films = tmp_path / "films"
+    films.mkdir()
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "cxrad.run", "data=nih", f"data.source.root={films}", f"hydra.run.dir={out}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr[-3000:]  # one line, no traceback
+    assert result.stderr.startswith(
+        f"cxrad: data error: no Data_Entry_2017_v2020.csv or Data_Entry_2017.csv in data.root={films}"
+    )
+    assert not (out / "metrics.json").exists()
+
+
 @pytest.mark.slow
 def test_one_research_sweep_job_runs_offline_and_quietly(tmp_path: Path, cache_dir: Path) -> None:
     """A research-sweep job with the random-weight ResNet-18, no hub: a short output ending in the summary."""
