@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from cxrad.console import quiet_third_party
+from cxrad.console import bars_shown, quiet_third_party
 
 if __name__ == "__main__":
     quiet_third_party()
@@ -138,7 +138,15 @@ def predict(
     loader = make_loader(films, run.preprocess, int(run.cfg.data.batch_size), 0, False, 0, out / DECODE_SKIP_LOG)
     writer = PredictionWriter(Rater(run_dir, run, films), run.preprocess, out / "heatmaps" if heatmaps else None)
     callbacks = [film_scoring(run.cfg), writer]  # the run's ROI restriction and film-score aggregation first
-    engine = Engine(accelerator=device, devices=1, logger=False, default_root_dir=out, callbacks=callbacks)
+    engine = Engine(
+        accelerator=device,
+        devices=1,
+        logger=False,
+        default_root_dir=out,
+        callbacks=callbacks,
+        enable_progress_bar=bars_shown(True),  # on a terminal only, as in cxrad.run; a pipe or log gets none
+        enable_model_summary=False,
+    )
     engine.predict(model=run.model, dataloaders=loader, return_predictions=False)
     scored = films.join(writer.table(), how="inner")
     columns = [*OUTPUT_COLUMNS, *(["label"] if known else [])]
