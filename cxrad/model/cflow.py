@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from anomalib.models import Cflow
 
-from cxrad.backbone import BackboneConfig, load_pretrained
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor, seeded
+from cxrad.backbone import BackboneConfig
+from cxrad.model.common import anomalib_detector
 from cxrad.model.conditioning import MetadataSteps
 from cxrad.model.registry import register_model
 
@@ -34,18 +34,18 @@ def build_cflow(
 ) -> CxrCflow:
     """CFLOW on ``backbone.layers.cflow`` with ``coupling_blocks`` per flow (anomalib's defaults otherwise)."""
     del conditioning  # FiLM is refused by validate (registered without film)
-    with seeded(seed):
-        model = CxrCflow(
-            backbone=backbone.timm_name,
-            layers=backbone.layers_for("cflow"),
-            pre_trained=False,
-            fiber_batch_size=fiber_batch_size,
-            condition_vector=condition_vector,
-            coupling_blocks=coupling_blocks,
-            clamp_alpha=clamp_alpha,
-            lr=lr,
-            pre_processor=pre_processor(image_size, backbone),
-            **NO_ANOMALIB_POSTPROCESSING,
-        )
-    load_pretrained(model.model.encoder.feature_extractor, backbone)
-    return model
+    return anomalib_detector(
+        CxrCflow,
+        backbone,
+        image_size,
+        seed,
+        lambda model: model.model.encoder.feature_extractor,
+        backbone=backbone.timm_name,
+        layers=backbone.layers_for("cflow"),
+        pre_trained=False,
+        fiber_batch_size=fiber_batch_size,
+        condition_vector=condition_vector,
+        coupling_blocks=coupling_blocks,
+        clamp_alpha=clamp_alpha,
+        lr=lr,
+    )

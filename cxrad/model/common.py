@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import torch
 from anomalib.pre_processing import PreProcessor
@@ -11,10 +12,12 @@ from omegaconf import DictConfig
 from torch import nn
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
-from cxrad.backbone import BackboneConfig
+from cxrad.backbone import BackboneConfig, load_pretrained
 from cxrad.data.metadata import covariate_columns
 from cxrad.metadata_conditioning import MLPFiLM, NormativeFiLM
 from cxrad.metadata_conditioning.options import conditions_features
+
+M = TypeVar("M", bound=nn.Module)
 
 # Flags passed to every anomalib model: cxrad computes thresholds, metrics and plots on raw scores.
 NO_ANOMALIB_POSTPROCESSING = {"post_processor": False, "evaluator": False, "visualizer": False}
@@ -34,6 +37,26 @@ def seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         yield
+
+
+def anomalib_detector(
+    cls: type[M],
+    backbone: BackboneConfig,
+    image_size: int,
+    seed: int,
+    extractor: Callable[[M], nn.Module],
+    /,
+    **kwargs: object,
+) -> M:
+    """``cls(**kwargs)`` built under ``seed`` with cxrad's pre-processor and no anomalib post-processing, then the
+    backbone's weights loaded into ``extractor(model)`` (the timm feature network anomalib built without them).
+
+    The first five arguments are positional-only: anomalib's classes take a ``backbone`` (timm name) of their own.
+    """
+    with seeded(seed):
+        model = cls(pre_processor=pre_processor(image_size, backbone), **NO_ANOMALIB_POSTPROCESSING, **kwargs)
+    load_pretrained(extractor(model), backbone)
+    return model
 
 
 def rebuilt_as(network: nn.Module, cls: type[nn.Module], **kwargs: object) -> nn.Module:

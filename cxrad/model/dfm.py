@@ -11,8 +11,8 @@ from __future__ import annotations
 from anomalib.models import Dfm
 from omegaconf import DictConfig
 
-from cxrad.backbone import BackboneConfig, load_pretrained
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor, seeded
+from cxrad.backbone import BackboneConfig
+from cxrad.model.common import anomalib_detector
 from cxrad.model.conditioning import MetadataSteps
 from cxrad.model.registry import register_model
 
@@ -49,16 +49,16 @@ def build_dfm(
     """DFM on the single layer of ``backbone.layers.dfm``."""
     del conditioning  # FiLM is refused by validate (registered without film)
     (layer,) = backbone.layers_for("dfm")
-    with seeded(seed):
-        model = CxrDfm(
-            backbone=backbone.timm_name,
-            layer=layer,
-            pre_trained=False,
-            pooling_kernel_size=pooling_kernel_size,
-            pca_level=pca_level,
-            score_type=score_type,
-            pre_processor=pre_processor(image_size, backbone),
-            **NO_ANOMALIB_POSTPROCESSING,
-        )
-    load_pretrained(model.model.feature_extractor.feature_extractor, backbone)
-    return model
+    return anomalib_detector(
+        CxrDfm,
+        backbone,
+        image_size,
+        seed,
+        lambda model: model.model.feature_extractor.feature_extractor,
+        backbone=backbone.timm_name,
+        layer=layer,
+        pre_trained=False,
+        pooling_kernel_size=pooling_kernel_size,
+        pca_level=pca_level,
+        score_type=score_type,
+    )

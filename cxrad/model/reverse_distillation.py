@@ -12,8 +12,8 @@ from __future__ import annotations
 from anomalib.models import ReverseDistillation
 from omegaconf import DictConfig
 
-from cxrad.backbone import BackboneConfig, load_pretrained
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor, seeded
+from cxrad.backbone import BackboneConfig
+from cxrad.model.common import anomalib_detector
 from cxrad.model.conditioning import MetadataSteps
 from cxrad.model.registry import register_model
 
@@ -65,14 +65,14 @@ def build_reverse_distillation(
 ) -> CxrReverseDistillation:
     """Reverse Distillation on ``backbone.layers.reverse_distillation``; ``anomaly_map_mode``: add | multiply."""
     del conditioning  # FiLM is refused by validate (registered without film)
-    with seeded(seed):
-        model = CxrReverseDistillation(
-            backbone=backbone.timm_name,
-            layers=backbone.layers_for("reverse_distillation"),
-            anomaly_map_mode=anomaly_map_mode,
-            pre_trained=False,
-            pre_processor=pre_processor(image_size, backbone),
-            **NO_ANOMALIB_POSTPROCESSING,
-        )
-    load_pretrained(model.model.encoder.feature_extractor, backbone)
-    return model
+    return anomalib_detector(
+        CxrReverseDistillation,
+        backbone,
+        image_size,
+        seed,
+        lambda model: model.model.encoder.feature_extractor,
+        backbone=backbone.timm_name,
+        layers=backbone.layers_for("reverse_distillation"),
+        anomaly_map_mode=anomaly_map_mode,
+        pre_trained=False,
+    )

@@ -16,11 +16,10 @@ from anomalib.models.components import TimmFeatureExtractor
 from anomalib.models.image.stfpm.anomaly_map import AnomalyMapGenerator
 from anomalib.models.image.stfpm.loss import STFPMLoss
 from anomalib.models.image.stfpm.torch_model import STFPMModel
-from anomalib.pre_processing import PreProcessor
 from torch import nn
 
-from cxrad.backbone import BackboneConfig, load_pretrained
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor, seeded
+from cxrad.backbone import BackboneConfig
+from cxrad.model.common import anomalib_detector
 from cxrad.model.conditioning import MetadataSteps
 from cxrad.model.registry import register_model
 
@@ -43,8 +42,8 @@ class CxrStfpmModel(STFPMModel):
 class CxrStfpm(MetadataSteps, AnomalibModule):
     """anomalib's STFPM module (loss, optimiser, trainer arguments) around :class:`CxrStfpmModel`."""
 
-    def __init__(self, backbone: str, layers: Sequence[str], pre_processor: PreProcessor | bool = True) -> None:
-        super().__init__(pre_processor=pre_processor, **NO_ANOMALIB_POSTPROCESSING)
+    def __init__(self, backbone: str, layers: Sequence[str], **kwargs: object) -> None:
+        super().__init__(**kwargs)  # pre_processor and anomalib's post-processing flags
         self.model = CxrStfpmModel(layers=list(layers), backbone=backbone)
         self.loss = STFPMLoss()
 
@@ -58,7 +57,12 @@ class CxrStfpm(MetadataSteps, AnomalibModule):
 def build_stfpm(backbone: BackboneConfig, image_size: int, seed: int = 0, conditioning: dict | None = None) -> CxrStfpm:
     """STFPM on ``backbone.layers.stfpm``; the teacher gets the backbone's weights, the student starts random."""
     del conditioning  # FiLM is refused by validate (registered without film)
-    with seeded(seed):
-        model = CxrStfpm(backbone.timm_name, backbone.layers_for("stfpm"), pre_processor(image_size, backbone))
-    load_pretrained(model.model.teacher_model.feature_extractor, backbone)
-    return model
+    return anomalib_detector(
+        CxrStfpm,
+        backbone,
+        image_size,
+        seed,
+        lambda model: model.model.teacher_model.feature_extractor,
+        backbone=backbone.timm_name,
+        layers=backbone.layers_for("stfpm"),
+    )
