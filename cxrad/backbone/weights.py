@@ -59,10 +59,15 @@ class BackboneConfig:
 
 
 @functools.lru_cache(maxsize=16)
+def feature_layer_strides(timm_name: str) -> dict[str, int]:
+    """Module name -> stride (reduction) of every feature map timm can return for this architecture."""
+    model = timm.create_model(timm_name, pretrained=False, features_only=True)
+    return {info["module"]: int(info["reduction"]) for info in model.feature_info.info}
+
+
 def feature_layer_names(timm_name: str) -> tuple[str, ...]:
     """Module names timm can return as feature maps for this architecture."""
-    model = timm.create_model(timm_name, pretrained=False, features_only=True)
-    return tuple(info["module"] for info in model.feature_info.info)
+    return tuple(feature_layer_strides(timm_name))
 
 
 def validate_layers(timm_name: str, layers: Sequence[str]) -> None:

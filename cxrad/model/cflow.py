@@ -8,19 +8,68 @@ fibre batches) and trainer arguments are anomalib's. No FiLM: use ``metadata_con
 
 from __future__ import annotations
 
+import logging
+import math
+
+from anomalib.data import Batch
 from anomalib.models import Cflow
+from lightning.pytorch.utilities.types import STEP_OUTPUT
+from omegaconf import DictConfig
+from torch import nn
 
 from cxrad.backbone import BackboneConfig
+from cxrad.backbone.weights import feature_layer_strides
 from cxrad.model.common import anomalib_detector
 from cxrad.model.conditioning import MetadataSteps
 from cxrad.model.registry import register_model
 
+log = logging.getLogger(__name__)
+
 
 class CxrCflow(MetadataSteps, Cflow):
-    """anomalib's CFLOW with metadata in its evaluation steps (built with ``pre_trained=False``)."""
+    """anomalib's CFLOW with metadata in its evaluation steps (built with ``pre_trained=False``).
+
+    anomalib trains each level's flow on fibre batches of ``fiber_batch_size`` positions and fails on a batch
+    whose deepest level has fewer (the last, short batch of an epoch: e.g. 3 films x 4 x 4 positions at 128 px).
+    Such a batch is skipped, with a warning naming it; ``validate`` refuses settings where a full batch is short.
+    """
+
+    def training_step(self, batch: Batch, *args: object, **kwargs: object) -> STEP_OUTPUT | None:
+        fibres = len(batch.image) * deepest_positions(self.model.encoder, batch.image.shape[-2:])
+        if fibres < self.model.fiber_batch_size:
+            log.warning(
+                "CFLOW skips a training batch of %d films: %d fibres at its deepest level < fiber_batch_size=%d",
+                len(batch.image),
+                fibres,
+                self.model.fiber_batch_size,
+            )
+            return None
+        return super().training_step(batch, *args, **kwargs)
 
 
-@register_model("cflow")
+def deepest_positions(encoder: nn.Module, size: tuple[int, int]) -> int:
+    """Positions of the deepest (largest-stride) level of a timm feature encoder for films of ``size``."""
+    stride = max(encoder.feature_extractor.feature_info.reduction())
+    return math.ceil(size[0] / stride) * math.ceil(size[1] / stride)
+
+
+def validate_cflow(cfg: DictConfig) -> None:
+    """A full training batch must give at least ``fiber_batch_size`` fibres at the deepest level."""
+    size, batch = cfg.preprocessing.image_size, cfg.data.batch_size
+    strides = feature_layer_strides(cfg.backbone.timm_name)
+    stride = max(strides.get(layer, 1) for layer in cfg.backbone.layers.cflow)  # unknown layers: validate's message
+    positions = math.ceil(size / stride) ** 2
+    fibre_batch = cfg.model.detector.fiber_batch_size
+    if batch * positions < fibre_batch:
+        msg = (
+            f"model=cflow trains on fibre batches of model.detector.fiber_batch_size={fibre_batch} positions, but a "
+            f"batch of data.batch_size={batch} films at {size} px has {batch * positions} at the deepest level; "
+            f"lower model.detector.fiber_batch_size to {batch * positions} or raise data.batch_size"
+        )
+        raise ValueError(msg)
+
+
+@register_model("cflow", validate=validate_cflow)
 def build_cflow(
     backbone: BackboneConfig,
     image_size: int,
