@@ -37,6 +37,9 @@ KNOWN_WARNINGS: tuple[tuple[str, type[Warning]], ...] = (
     (r".*does not have many workers which may be a bottleneck", UserWarning),
     (r".*The number of training batches .* is smaller than the logging interval", UserWarning),
     (r".*torch\.cuda\.amp\.", FutureWarning),
+    # anomalib's trained models (STFPM, CFLOW, ...) log their loss to the trainer's logger; cxrad runs have none.
+    (r".*You called `self\.log\(.*but have no logger configured", UserWarning),
+    (r".*Trying to infer the `batch_size` from an ambiguous collection", UserWarning),
 )
 # Loggers whose INFO lines are Lightning/anomalib chatter (device banners, tips, model init, timers); their
 # warnings still show, except the ones in QUIET_LOG_MESSAGES.
