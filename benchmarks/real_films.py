@@ -204,13 +204,14 @@ def interval(result: dict) -> str:
 def summarise(rows: list[dict], n_boot: int, previous: list[dict] | None = None) -> list[dict]:
     """Per data set, model and option: means over seeds with intervals, and paired differences to ``none``.
 
-    A group whose runs' predictions are no longer on disk keeps its entry from ``previous`` (the saved summary).
+    A group whose runs' predictions are no longer on disk keeps its entry from ``previous`` (the saved summary);
+    a group whose ``none`` predictions are gone gets no paired differences.
     """
     out = []
     kept = {(s["data"], s["model"], s["option"]): s for s in previous or []}
     groups = dict.fromkeys((r["data"], r["model"], r["option"]) for r in rows)
     for data, model, option in groups:
-        members = [r for r in rows if (r["data"], r["model"]) == (data, model) and r["option"] in (option, "none")]
+        members = [r for r in rows if (r["data"], r["model"], r["option"]) == (data, model, option)]
         if not all(Path(r["predictions"]).is_file() for r in members):
             if (data, model, option) in kept:
                 out.append(kept[(data, model, option)])
@@ -220,7 +221,12 @@ def summarise(rows: list[dict], n_boot: int, previous: list[dict] | None = None)
         group = sorted(
             (r for r in rows if (r["data"], r["model"], r["option"]) == (data, model, option)), key=lambda r: r["seed"]
         )
-        base = {r["seed"]: r for r in rows if (r["data"], r["model"], r["option"]) == (data, model, "none")}
+        # Paired differences need ``none``'s predictions of the same seed; without them the cells stay empty.
+        base = {
+            r["seed"]: r
+            for r in rows
+            if (r["data"], r["model"], r["option"]) == (data, model, "none") and Path(r["predictions"]).is_file()
+        }
         runs = [pd.read_csv(r["predictions"]) for r in group]
         paired = [r for r in group if r["seed"] in base]
         entry = {"data": data, "model": model, "option": option, "seeds": [r["seed"] for r in group]}
