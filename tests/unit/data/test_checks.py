@@ -13,6 +13,7 @@ from cxrad.data.checks import (
     record_skip,
     screen_samples,
     skip_counts,
+    warn_upsampling,
     with_logged_skips,
 )
 from cxrad.data.dataset import CxrDataset, make_loader
@@ -176,3 +177,17 @@ def test_logged_skips_append_to_the_preflight_ones_once_per_film(tmp_path: Path)
     merged = with_logged_skips(before.assign(detail="d"), log)
     assert merged.image_path.tolist() == ["/x/c.png", "", "", "/x/a, b.png"]  # blank paths are not merged
     assert merged.detail.iloc[-1] == 'libpng error: "IDAT"'
+
+
+def test_upsampling_films_more_than_twice_is_named_with_a_size_to_use(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    films = [write_png(tmp_path / f"{i}.png", gradient(64, 64)) for i in range(3)]
+    reports = [inspect_file(path, CONFIG) for path in films]
+    with caplog.at_level("WARNING", logger="cxrad.data.checks"):
+        assert warn_upsampling(reports, 128) == 2.0
+    assert not caplog.records  # 2x: fine
+    with caplog.at_level("WARNING", logger="cxrad.data.checks"):
+        assert warn_upsampling(reports, 224) == 3.5
+    assert "image_size=224 upsamples the films 3.5x (median shorter side 64 px)" in caplog.text
+    assert caplog.text.rstrip().endswith("consider preprocessing.image_size=128")
