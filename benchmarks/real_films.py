@@ -279,7 +279,8 @@ def markdown(summary: list[dict], rows: list[dict], command: str) -> str:
         "# Real films: every model x metadata-conditioning option",
         "",
         f"Regenerate: `{command}`. Image sizes: {', '.join(f'{d} {s} px' for d, s in sizes)}; EfficientNet-Lite0",
-        "ImageNet weights; the protocol's default split (`patient_random`) drawn once per seed; percentile q95",
+        "ImageNet weights (a label `model@N` ran at N px, `/Nep` trained N epochs, `/resnet18_random` on a",
+        "random-weight ResNet-18); the protocol's default split (`patient_random`) drawn once per seed; percentile q95",
         "threshold on the calibration normals. Each cell: mean over seeds [95% patient-bootstrap interval over the",
         "union of the splits' patients]. *within-view* = mean of the PA and AP AUROCs; *view shortcut* =",
         "|normal view leakage - 0.5| (0 = the score does not tell a normal AP film from a normal PA one);",
@@ -381,7 +382,13 @@ def main() -> None:
                         if (data, model, fit, seed) in done:
                             continue
                         rows += one_fit(data, model, fit, seed, args.image_size, args.work, args.extra)
-                        saved_path.write_text(json.dumps({"commands": commands, "rows": rows}, indent=2))
+                        # the saved summary stays: it is all that is left of groups whose predictions are gone
+                        partial = {
+                            "commands": commands,
+                            "rows": rows,
+                            "summary": saved.get("summary", []) if saved else [],
+                        }
+                        saved_path.write_text(json.dumps(partial, indent=2))
     summary = summarise(rows, args.n_boot, saved.get("summary") if saved else None)
     saved_path.write_text(json.dumps({"commands": commands, "rows": rows, "summary": summary}, indent=2))
     args.out.with_suffix(".md").write_text(markdown(summary, rows, " ; ".join(commands)))
