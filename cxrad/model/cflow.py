@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 
 from anomalib.data import Batch
 from anomalib.models import Cflow
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from omegaconf import DictConfig
-from torch import nn
 
 from cxrad.backbone import BackboneConfig
 from cxrad.backbone.weights import feature_layer_strides
@@ -35,22 +35,22 @@ class CxrCflow(MetadataSteps, Cflow):
     """
 
     def training_step(self, batch: Batch, *args: object, **kwargs: object) -> STEP_OUTPUT | None:
-        fibres = len(batch.image) * deepest_positions(self.model.encoder, batch.image.shape[-2:])
-        if fibres < self.model.fiber_batch_size:
+        stride = max(self.model.encoder.feature_extractor.feature_info.reduction())  # the deepest level
+        available = fibres(len(batch.image), batch.image.shape[-2:], stride)
+        if available < self.model.fiber_batch_size:
             log.warning(
                 "CFLOW skips a training batch of %d films: %d fibres at its deepest level < fiber_batch_size=%d",
                 len(batch.image),
-                fibres,
+                available,
                 self.model.fiber_batch_size,
             )
             return None
         return super().training_step(batch, *args, **kwargs)
 
 
-def deepest_positions(encoder: nn.Module, size: tuple[int, int]) -> int:
-    """Positions of the deepest (largest-stride) level of a timm feature encoder for films of ``size``."""
-    stride = max(encoder.feature_extractor.feature_info.reduction())
-    return math.ceil(size[0] / stride) * math.ceil(size[1] / stride)
+def fibres(films: int, size: Sequence[int], stride: int) -> int:
+    """Fibres (films x positions) a batch of ``films`` of ``size`` gives at a level of ``stride``."""
+    return films * math.ceil(size[0] / stride) * math.ceil(size[1] / stride)
 
 
 def validate_cflow(cfg: DictConfig) -> None:
@@ -58,13 +58,13 @@ def validate_cflow(cfg: DictConfig) -> None:
     size, batch = cfg.preprocessing.image_size, cfg.data.batch_size
     strides = feature_layer_strides(cfg.backbone.timm_name)
     stride = max(strides.get(layer, 1) for layer in cfg.backbone.layers.cflow)  # unknown layers: validate's message
-    positions = math.ceil(size / stride) ** 2
+    available = fibres(batch, (size, size), stride)
     fibre_batch = cfg.model.detector.fiber_batch_size
-    if batch * positions < fibre_batch:
+    if available < fibre_batch:
         msg = (
             f"model=cflow trains on fibre batches of model.detector.fiber_batch_size={fibre_batch} positions, but a "
-            f"batch of data.batch_size={batch} films at {size} px has {batch * positions} at the deepest level; "
-            f"lower model.detector.fiber_batch_size to {batch * positions} or raise data.batch_size"
+            f"batch of data.batch_size={batch} films at {size} px has {available} at the deepest level; "
+            f"lower model.detector.fiber_batch_size to {available} or raise data.batch_size"
         )
         raise ValueError(msg)
 
