@@ -75,6 +75,16 @@ def test_invalid_combination_exits_before_training_with_the_fix(tmp_path: Path) 
     assert not (tmp_path / "metrics.json").exists()
 
 
+def _one_line_exit_2(args: list[str], out: Path) -> str:
+    """Run ``cxrad.run args`` into ``out``; it must stop with one stderr line, exit status 2 and no results."""
+    command = [sys.executable, "-m", "cxrad.run", *args, f"hydra.run.dir={out}"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr[-3000:]  # one line, no traceback
+    assert not (out / "metrics.json").exists()
+    return result.stderr
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
@@ -84,26 +94,16 @@ def test_invalid_combination_exits_before_training_with_the_fix(tmp_path: Path) 
     ],
 )
 def test_a_config_error_is_one_line_and_exit_status_2(tmp_path: Path, args: list[str], expected: str) -> None:
-    command = [sys.executable, "-m", "cxrad.run", *args, f"hydra.run.dir={tmp_path}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr[-3000:]  # one line, no traceback
-    assert expected in result.stderr
-    assert not (tmp_path / "metrics.json").exists()
+    assert expected in _one_line_exit_2(args, tmp_path)
 
 
 def test_a_folder_without_the_nih_table_is_one_line_naming_it(tmp_path: Path) -> None:
     films = tmp_path / "films"
     films.mkdir()
-    out = tmp_path / "run"
-    command = [sys.executable, "-m", "cxrad.run", "data=nih", f"data.source.root={films}", f"hydra.run.dir={out}"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
-    assert result.returncode == 2, result.stderr[-3000:]
-    assert result.stderr.splitlines() == [result.stderr.strip()], result.stderr[-3000:]  # one line, no traceback
-    assert result.stderr.startswith(
+    stderr = _one_line_exit_2(["data=nih", f"data.source.root={films}"], tmp_path / "run")
+    assert stderr.startswith(
         f"cxrad: data error: no Data_Entry_2017_v2020.csv or Data_Entry_2017.csv in data.root={films}"
     )
-    assert not (out / "metrics.json").exists()
 
 
 @pytest.mark.slow
