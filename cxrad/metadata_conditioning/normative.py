@@ -179,7 +179,8 @@ class NormativeMap:
         self.covariates_used, self.covariates_dropped = supported_covariates(
             metadata, self.covariates, self.min_reference_films
         )
-        largest = float(np.abs(np.asarray(maps, dtype=np.float64)).max(initial=0.0))
+        maps = np.asarray(maps, dtype=np.float64)  # converted once; the maximum and _in_units read it
+        largest = float(np.abs(maps).max(initial=0.0))
         self.unit = largest if np.isfinite(largest) and largest > 0 else 1.0
         self.film.fit(self._in_units(maps)[:, None], self._select(metadata))
         self.ratio = torch.ones(())
