@@ -15,12 +15,16 @@ Writes ``experiments/real_films.json`` (every run's metrics) and ``.md`` (means 
     .venv/bin/python benchmarks/real_films.py --render                           # rewrite the .md from the .json
 
 A ``--models`` entry is a registered model name or ``label: override override ...`` (a variant, e.g.
-``"patchcore/crop0.7: model=patchcore preprocessing.center_crop=0.7"``).
+``"patchcore/crop0.7: model=patchcore preprocessing.center_crop=0.7"``). ``--pretrain-epochs N`` first pretrains
+the backbone with ``cxrad.pretrain`` on each split's normal training films and runs on those weights:
+
+    benchmarks/real_films.py --append --pretrain-epochs 20 --models "patchcore/simclr20: model=patchcore"
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import shlex
@@ -40,6 +44,7 @@ from scipy.stats import kendalltau, spearmanr
 from cxrad.data.samples import load_samples
 from cxrad.metadata_conditioning import assign_val_roles
 from cxrad.metrics.bootstrap import mean_over_splits
+from cxrad.pretrain import WEIGHTS_FILE, pretrain
 from cxrad.run import evaluate, fit_and_score
 from cxrad.validate import validate
 
@@ -143,10 +148,10 @@ SUMMARY = ("image_auroc", "view_stratified_auroc", "view_shortcut", "nodule_auro
 log = logging.getLogger("real_films")
 
 
-def composed(overrides: list[str]) -> DictConfig:
-    """The real config with ``overrides``, as Hydra composes it for one job (no run directory)."""
+def composed(overrides: list[str], config: str = "config") -> DictConfig:
+    """The real config (``conf/<config>.yaml``) with ``overrides``, as Hydra composes it for one job (no run dir)."""
     with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=overrides, return_hydra_config=True)
+        cfg = compose(config, overrides=overrides, return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         del cfg.hydra
@@ -158,6 +163,30 @@ def with_output(cfg: DictConfig, out: Path) -> DictConfig:
         cfg.paths.output_dir = str(out)
     out.mkdir(parents=True, exist_ok=True)
     return cfg
+
+
+# A model's own overrides that shape the films or the backbone also shape its pretraining.
+PRETRAIN_KEYS = ("backbone", "preprocessing")
+
+
+def pretrained_weights(data: str, model: str, seed: int, size: int, epochs: int, work: Path, extra: list[str]) -> Path:
+    """``python -m cxrad.pretrain`` (SimCLR, ``epochs``) on this split's normal training films; reused when saved.
+
+    The split is the one ``one_fit`` draws (same data, size and seed), so the pretraining never reads a validation
+    or test film of the runs that use its weights.
+    """
+    shaping = [o for o in [*MODELS[model], *extra] if o.split("=", 1)[0].split(".")[0].lstrip("+~") in PRETRAIN_KEYS]
+    overrides = [*DATA[data], *shaping, f"preprocessing.image_size={size}", f"seed={seed}"]
+    overrides += [f"ssl.max_epochs={epochs}", "progress_bar=false"]
+    # Models whose overrides shape the films and backbone alike share one pretraining per split.
+    digest = hashlib.sha1(" ".join(shaping).encode()).hexdigest()[:8]
+    out = work / "pretrain" / f"{data}_{seed}_{size}px_{epochs}ep_{digest}"
+    weights = out / WEIGHTS_FILE
+    if not weights.is_file():
+        cfg = with_output(composed(overrides, config="pretrain"), out)
+        log.info("pretraining %s epochs for %s seed %s", epochs, model, seed)
+        pretrain(cfg)
+    return weights
 
 
 def one_fit(data: str, model: str, fit: str, seed: int, size: int, work: Path, extra: list[str]) -> list[dict]:
@@ -280,10 +309,12 @@ def markdown(summary: list[dict], rows: list[dict], command: str) -> str:
         "",
         f"Regenerate: `{command}`. Image sizes: {', '.join(f'{d} {s} px' for d, s in sizes)}; EfficientNet-Lite0",
         "ImageNet weights (a label `model@N` ran at N px, `/Nep` trained N epochs, `/resnet18_random` on a",
-        "random-weight ResNet-18); the protocol's default split (`patient_random`) drawn once per seed; percentile q95",
-        "threshold on the calibration normals. Each cell: mean over seeds [95% patient-bootstrap interval over the",
-        "union of the splits' patients]. *within-view* = mean of the PA and AP AUROCs; *view shortcut* =",
-        "|normal view leakage - 0.5| (0 = the score does not tell a normal AP film from a normal PA one);",
+        "random-weight ResNet-18, `/simclrN` on weights pretrained N epochs by `cxrad.pretrain` on that split's",
+        "normal training films, `--pretrain-epochs N`); the protocol's default split (`patient_random`) drawn once",
+        "per seed; percentile q95 threshold on the calibration normals. Each cell: mean over seeds [95%",
+        "patient-bootstrap interval over the union of the splits' patients]. *within-view* = mean of the PA and AP",
+        "AUROCs; *view shortcut* = |normal view leakage - 0.5| (0 = the score does not tell a normal AP film from a",
+        "normal PA one);",
         "*- none* = paired difference to `none` on the same test films (same fit for every image-only option).",
         "Options: `[...]` the covariates (default all of view, sex, age); `/detector` map units of the detector;",
         "`/train` reference = 30% of the normal training patients (held out of the fit) instead of half the",
@@ -357,6 +388,13 @@ def main() -> None:
     parser.add_argument("--fits", nargs="+", default=list(FITS), choices=list(FITS))
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--extra", nargs="*", default=[], help="overrides added to every run, e.g. preprocessing.x=y")
+    parser.add_argument(
+        "--pretrain-epochs",
+        type=int,
+        default=0,
+        help="first pretrain the backbone (cxrad.pretrain, SimCLR) this many epochs on each split's normal training "
+        "films and run with those weights (label such models /simclrN)",
+    )
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "real_films")
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "real_films")
@@ -381,7 +419,13 @@ def main() -> None:
                         done = {(r["data"], r["model"], r["fit"], r["seed"]) for r in rows}
                         if (data, model, fit, seed) in done:
                             continue
-                        rows += one_fit(data, model, fit, seed, args.image_size, args.work, args.extra)
+                        extra = list(args.extra)
+                        if args.pretrain_epochs:
+                            weights = pretrained_weights(
+                                data, model, seed, args.image_size, args.pretrain_epochs, args.work, args.extra
+                            )
+                            extra += ["backbone.pretrained=true", f"backbone.weights_path={weights}"]
+                        rows += one_fit(data, model, fit, seed, args.image_size, args.work, extra)
                         # the saved summary stays: it is all that is left of groups whose predictions are gone
                         partial = {
                             "commands": commands,
