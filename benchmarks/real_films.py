@@ -145,6 +145,7 @@ ROW_METRICS = (
     "n_test_normal",
 )
 SUMMARY = ("image_auroc", "view_stratified_auroc", "view_shortcut", "nodule_auroc")
+DEFAULT_MODEL = "patchcore"  # conf/config.yaml's model; every variant's `none` runs are paired against its own
 log = logging.getLogger("real_films")
 
 
@@ -250,24 +251,14 @@ def summarise(rows: list[dict], n_boot: int, previous: list[dict] | None = None)
         group = sorted(
             (r for r in rows if (r["data"], r["model"], r["option"]) == (data, model, option)), key=lambda r: r["seed"]
         )
-        # Paired differences need ``none``'s predictions of the same seed; without them the cells stay empty.
-        base = {
-            r["seed"]: r
-            for r in rows
-            if (r["data"], r["model"], r["option"]) == (data, model, "none") and Path(r["predictions"]).is_file()
-        }
         runs = [pd.read_csv(r["predictions"]) for r in group]
-        paired = [r for r in group if r["seed"] in base]
         entry = {"data": data, "model": model, "option": option, "seeds": [r["seed"] for r in group]}
-        for metric in SUMMARY:
-            entry[metric] = mean_over_splits(runs, metric, n_boot=n_boot)
-            if option != "none" and paired:
-                entry[f"{metric}_minus_none"] = mean_over_splits(
-                    [pd.read_csv(r["predictions"]) for r in paired],
-                    metric,
-                    [pd.read_csv(base[r["seed"]]["predictions"]) for r in paired],
-                    n_boot=n_boot,
-                )
+        entry.update({metric: mean_over_splits(runs, metric, n_boot=n_boot) for metric in SUMMARY})
+        # Paired differences need ``none``'s predictions of the same seed; without them the cells stay empty.
+        if option != "none":
+            entry.update(paired_to(rows, group, (data, model, "none"), "minus_none", n_boot))
+        if option == "none" and model != DEFAULT_MODEL:
+            entry.update(paired_to(rows, group, (data, DEFAULT_MODEL, "none"), "minus_default", n_boot))
         fprs = [r["fpr"] for r in group if r["fpr"] is not None]
         entry["fpr"] = sum(fprs) / len(fprs) if fprs else None
         for view in ("ap", "pa"):
@@ -278,6 +269,46 @@ def summarise(rows: list[dict], n_boot: int, previous: list[dict] | None = None)
         entry["covariates_used"] = sorted({",".join(r["covariates_used"] or []) or "-" for r in group})
         out.append(entry)
     return out
+
+
+def paired_to(rows: list[dict], group: list[dict], base_key: tuple, suffix: str, n_boot: int) -> dict:
+    """``group``'s paired differences to the runs of ``base_key`` (data, model, option) of the same seeds.
+
+    Pairs are the test films both runs scored (one split per seed, so the same films); ``{}`` when no run of the
+    base has its predictions on disk.
+    """
+    base = {
+        r["seed"]: r
+        for r in rows
+        if (r["data"], r["model"], r["option"]) == base_key and Path(r["predictions"]).is_file()
+    }
+    paired = [r for r in group if r["seed"] in base]
+    if not paired:
+        return {}
+    runs = [pd.read_csv(r["predictions"]) for r in paired]
+    bases = [pd.read_csv(base[r["seed"]]["predictions"]) for r in paired]
+    out = {f"{metric}_{suffix}": mean_over_splits(runs, metric, bases, n_boot=n_boot) for metric in SUMMARY}
+    out[f"seeds_{suffix}"] = [r["seed"] for r in paired]
+    return out
+
+
+def default_comparison(summary: list[dict]) -> list[str]:
+    """Every model variant under ``none`` against the default model under ``none``, paired on the same films."""
+    lines = [
+        f"## Each model against the default ({DEFAULT_MODEL}, `none`), paired on the same test films",
+        "",
+        "Differences (variant - default) of the mean over the common seeds [95% patient-bootstrap interval]; only",
+        "variants whose predictions are on disk (`--refit` runs a group again).",
+        "",
+        "| set | model | seeds | image AUROC - default | within-view AUROC - default | view shortcut - default | "
+        "nodule AUROC - default |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for s in summary:
+        if "view_stratified_auroc_minus_default" in s:
+            cells = " | ".join(interval(s[f"{m}_minus_default"]) for m in SUMMARY)
+            lines.append(f"| {s['data']} | {s['model']} | {len(s['seeds_minus_default'])} | {cells} |")
+    return [*lines, ""]
 
 
 def rank_agreement(summary: list[dict], model: str = "patchcore") -> list[str]:
@@ -344,6 +375,7 @@ def markdown(summary: list[dict], rows: list[dict], command: str) -> str:
                 f"{s['n_val_reference']:.0f} | {' / '.join(s['covariates_used'])} |"
             )
         lines.append("")
+    lines += default_comparison(summary)
     lines += rank_agreement(summary)
     lines += [
         "Per run (seed): image / within-view AUROC, view shortcut, test FPR, fit seconds (2 CPU cores):",
@@ -380,6 +412,11 @@ def headline(summary: list[dict], model: str) -> str:
     return "\n".join(lines)
 
 
+def run_key(row: dict) -> tuple:
+    """The fit a row came from: data set, model label, fit, seed."""
+    return row["data"], row["model"], row["fit"], row["seed"]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -399,6 +436,7 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=REPO / ".cache" / "real_films")
     parser.add_argument("--out", type=Path, default=REPO / "experiments" / "real_films")
     parser.add_argument("--append", action="store_true", help="add to the saved rows (same settings) instead")
+    parser.add_argument("--refit", action="store_true", help="with --append: run saved groups again, replacing them")
     parser.add_argument("--render", action="store_true", help="only rewrite the .md from the saved .json")
     parser.add_argument("--headline", metavar="MODEL", help="print the README's table (MODEL's options in full)")
     args = parser.parse_args()
@@ -416,8 +454,9 @@ def main() -> None:
                 MODELS.setdefault(model, overrides.split() if overrides else [f"model={model}"])
                 for seed in args.seeds:
                     for fit in args.fits:
-                        done = {(r["data"], r["model"], r["fit"], r["seed"]) for r in rows}
-                        if (data, model, fit, seed) in done:
+                        key = (data, model, fit, seed)
+                        saved_at = [i for i, r in enumerate(rows) if run_key(r) == key]
+                        if saved_at and not args.refit:
                             continue
                         extra = list(args.extra)
                         if args.pretrain_epochs:
@@ -425,7 +464,10 @@ def main() -> None:
                                 data, model, seed, args.image_size, args.pretrain_epochs, args.work, args.extra
                             )
                             extra += ["backbone.pretrained=true", f"backbone.weights_path={weights}"]
-                        rows += one_fit(data, model, fit, seed, args.image_size, args.work, extra)
+                        new = one_fit(data, model, fit, seed, args.image_size, args.work, extra)
+                        # --refit: the new rows take the saved ones' place (tables keep their order)
+                        at = saved_at[0] if saved_at else len(rows)
+                        rows = [*rows[:at], *new, *(r for i, r in enumerate(rows[at:], at) if i not in saved_at)]
                         # the saved summary stays: it is all that is left of groups whose predictions are gone
                         partial = {
                             "commands": commands,
