@@ -27,6 +27,7 @@ import argparse
 import hashlib
 import json
 import logging
+import re
 import shlex
 import sys
 import time
@@ -44,7 +45,8 @@ from scipy.stats import kendalltau, spearmanr
 from cxrad.data.samples import load_samples
 from cxrad.metadata_conditioning import assign_val_roles
 from cxrad.metrics.bootstrap import mean_over_splits
-from cxrad.pretrain import WEIGHTS_FILE, pretrain
+from cxrad.model.registry import model_spec
+from cxrad.pretrain import SHARED_OVERRIDES, WEIGHTS_FILE, pretrain
 from cxrad.run import evaluate, fit_and_score
 from cxrad.validate import validate
 
@@ -145,7 +147,7 @@ ROW_METRICS = (
     "n_test_normal",
 )
 SUMMARY = ("image_auroc", "view_stratified_auroc", "view_shortcut", "nodule_auroc")
-DEFAULT_MODEL = "patchcore"  # conf/config.yaml's model; every variant's `none` runs are paired against its own
+DEFAULT_MODEL = "patchcore"  # conf/config.yaml's model: every variant's `none` is paired with its `none`, same seed
 log = logging.getLogger("real_films")
 
 
@@ -166,21 +168,24 @@ def with_output(cfg: DictConfig, out: Path) -> DictConfig:
     return cfg
 
 
-# A model's own overrides that shape the films or the backbone also shape its pretraining.
-PRETRAIN_KEYS = ("backbone", "preprocessing")
+# Overrides that shape the split, the films, the backbone or the SimCLR run: they reach the pretraining too.
+PRETRAIN_KEYS = (*SHARED_OVERRIDES, "ssl")
 
 
 def pretrained_weights(data: str, model: str, seed: int, size: int, epochs: int, work: Path, extra: list[str]) -> Path:
     """``python -m cxrad.pretrain`` (SimCLR, ``epochs``) on this split's normal training films; reused when saved.
 
-    The split is the one ``one_fit`` draws (same data, size and seed), so the pretraining never reads a validation
-    or test film of the runs that use its weights.
+    The overrides come in ``one_fit``'s order (data, the model's, size, seed, ``extra``), so the split is the one
+    its runs draw and the pretraining never reads a validation or test film of them. The saved weights are keyed
+    by every override the pretraining got.
     """
-    shaping = [o for o in [*MODELS[model], *extra] if o.split("=", 1)[0].split(".")[0].lstrip("+~") in PRETRAIN_KEYS]
-    overrides = [*DATA[data], *shaping, f"preprocessing.image_size={size}", f"seed={seed}"]
-    overrides += [f"ssl.max_epochs={epochs}", "progress_bar=false"]
-    # Models whose overrides shape the films and backbone alike share one pretraining per split.
-    digest = hashlib.sha1(" ".join(shaping).encode()).hexdigest()[:8]
+
+    def shaping(overrides: list[str]) -> list[str]:
+        return [o for o in overrides if o.split("=", 1)[0].split(".")[0].lstrip("+~") in PRETRAIN_KEYS]
+
+    overrides = [*DATA[data], *shaping(MODELS[model]), f"preprocessing.image_size={size}", f"seed={seed}"]
+    overrides += [*shaping(extra), f"ssl.max_epochs={epochs}", "progress_bar=false"]
+    digest = hashlib.sha1(" ".join(overrides).encode()).hexdigest()[:8]
     out = work / "pretrain" / f"{data}_{seed}_{size}px_{epochs}ep_{digest}"
     weights = out / WEIGHTS_FILE
     if not weights.is_file():
@@ -259,6 +264,8 @@ def summarise(rows: list[dict], n_boot: int, previous: list[dict] | None = None)
             entry.update(paired_to(rows, group, (data, model, "none"), "minus_none", n_boot))
         if option == "none" and model != DEFAULT_MODEL:
             entry.update(paired_to(rows, group, (data, DEFAULT_MODEL, "none"), "minus_default", n_boot))
+        if option == "none" and base_model(model) not in (model, DEFAULT_MODEL):
+            entry.update(paired_to(rows, group, (data, base_model(model), "none"), "minus_base", n_boot))
         fprs = [r["fpr"] for r in group if r["fpr"] is not None]
         entry["fpr"] = sum(fprs) / len(fprs) if fprs else None
         for view in ("ap", "pa"):
@@ -292,23 +299,46 @@ def paired_to(rows: list[dict], group: list[dict], base_key: tuple, suffix: str,
     return out
 
 
-def default_comparison(summary: list[dict]) -> list[str]:
-    """Every model variant under ``none`` against the default model under ``none``, paired on the same films."""
+def base_model(label: str) -> str:
+    """The model a variant label varies: ``global_gaussian/simclr30`` and ``patchcore@224`` -> their model."""
+    return re.split(r"[/@]", label)[0]
+
+
+def comparison(summary: list[dict], suffix: str, title: str, against: str) -> list[str]:
+    """The ``none`` rows' paired differences ``<metric>_<suffix>``, one table."""
     lines = [
-        f"## Each model against the default ({DEFAULT_MODEL}, `none`), paired on the same test films",
+        title,
         "",
-        "Differences (variant - default) of the mean over the common seeds [95% patient-bootstrap interval]; only",
-        "variants whose predictions are on disk (`--refit` runs a group again).",
+        f"Differences (variant - {against}) of the mean over the common seeds [95% patient-bootstrap interval];",
+        "only variants whose predictions are on disk (`--refit` runs a group again).",
         "",
-        "| set | model | seeds | image AUROC - default | within-view AUROC - default | view shortcut - default | "
-        "nodule AUROC - default |",
+        f"| set | model | seeds | image AUROC - {against} | within-view AUROC - {against} | "
+        f"view shortcut - {against} | nodule AUROC - {against} |",
         "|---|---|---|---|---|---|---|",
     ]
     for s in summary:
-        if "view_stratified_auroc_minus_default" in s:
-            cells = " | ".join(interval(s[f"{m}_minus_default"]) for m in SUMMARY)
-            lines.append(f"| {s['data']} | {s['model']} | {len(s['seeds_minus_default'])} | {cells} |")
+        if f"view_stratified_auroc_{suffix}" in s:
+            cells = " | ".join(interval(s[f"{m}_{suffix}"]) for m in SUMMARY)
+            lines.append(f"| {s['data']} | {s['model']} | {len(s[f'seeds_{suffix}'])} | {cells} |")
     return [*lines, ""]
+
+
+def default_comparison(summary: list[dict]) -> list[str]:
+    """Every variant under ``none`` against the default model, and against its own model, on the same films."""
+    return [
+        *comparison(
+            summary,
+            "minus_default",
+            f"## Each model against the default ({DEFAULT_MODEL}, `none`), paired on the same test films",
+            "default",
+        ),
+        *comparison(
+            summary,
+            "minus_base",
+            "## Each variant against its own model (e.g. `global_gaussian/simclr30` - `global_gaussian`), `none`",
+            "model",
+        ),
+    ]
 
 
 def rank_agreement(summary: list[dict], model: str = "patchcore") -> list[str]:
@@ -412,6 +442,17 @@ def headline(summary: list[dict], model: str) -> str:
     return "\n".join(lines)
 
 
+def check_pretrain_label(parser: argparse.ArgumentParser, label: str, epochs: int) -> None:
+    """``--pretrain-epochs``: the label names the weights (saved rows are told apart by label) and a backbone exists."""
+    if f"/simclr{epochs}" not in label:
+        parser.error(
+            f"--pretrain-epochs {epochs}: label {label!r} must contain /simclr{epochs}, e.g. '{label}/simclr{epochs}'"
+        )
+    name = next((o.split("=", 1)[1] for o in MODELS[label] if o.startswith("model=")), label)
+    if not model_spec(name).uses_backbone:
+        parser.error(f"--pretrain-epochs: model={name} reads no timm backbone, so there is nothing to pretrain")
+
+
 def run_key(row: dict) -> tuple:
     """The fit a row came from: data set, model label, fit, seed."""
     return row["data"], row["model"], row["fit"], row["seed"]
@@ -440,6 +481,13 @@ def main() -> None:
     parser.add_argument("--render", action="store_true", help="only rewrite the .md from the saved .json")
     parser.add_argument("--headline", metavar="MODEL", help="print the README's table (MODEL's options in full)")
     args = parser.parse_args()
+    if args.refit and not args.append:
+        parser.error("--refit replaces saved groups: give --append too (without it the saved rows are dropped)")
+    for entry in args.models:
+        label, _, overrides = entry.partition(":")
+        MODELS.setdefault(label.strip(), overrides.split() if overrides else [f"model={label.strip()}"])
+        if args.pretrain_epochs:
+            check_pretrain_label(parser, label.strip(), args.pretrain_epochs)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     saved_path = args.out.with_suffix(".json")
     saved = json.loads(saved_path.read_text()) if saved_path.is_file() and (args.append or args.render) else None
@@ -449,9 +497,7 @@ def main() -> None:
         commands.append(("python benchmarks/real_films.py " + shlex.join(sys.argv[1:])).strip())
         for data in args.data:
             for entry in args.models:
-                label, _, overrides = entry.partition(":")
-                model = label.strip()
-                MODELS.setdefault(model, overrides.split() if overrides else [f"model={model}"])
+                model = entry.partition(":")[0].strip()
                 for seed in args.seeds:
                     for fit in args.fits:
                         key = (data, model, fit, seed)
@@ -465,6 +511,8 @@ def main() -> None:
                             )
                             extra += ["backbone.pretrained=true", f"backbone.weights_path={weights}"]
                         new = one_fit(data, model, fit, seed, args.image_size, args.work, extra)
+                        for row in new:
+                            row["pretrain_epochs"] = args.pretrain_epochs
                         # --refit: the new rows take the saved ones' place (tables keep their order)
                         at = saved_at[0] if saved_at else len(rows)
                         rows = [*rows[:at], *new, *(r for i, r in enumerate(rows[at:], at) if i not in saved_at)]

@@ -31,7 +31,7 @@ from cxrad.ssl import ChestAugmentConfig, SimCLR, TwoViewFilms, build_chest_augm
 log = logging.getLogger(__name__)
 WEIGHTS_FILE = "backbone.pth"
 # Overrides that shape the split or the films; cxrad.run needs the same ones for the weights to fit its data.
-_SHARED_OVERRIDES = ("data", "preprocessing", "backbone", "seed", "paths")
+SHARED_OVERRIDES = ("data", "preprocessing", "backbone", "seed", "paths")
 
 
 def pretrain(cfg: DictConfig) -> dict:
@@ -114,7 +114,7 @@ def use_command(weights: Path, overrides: list[str]) -> str:
     kept = [
         o
         for o, key in zip(overrides, keys, strict=True)
-        if key.split(".")[0] in _SHARED_OVERRIDES and key not in ("backbone.pretrained", "backbone.weights_path")
+        if key.split(".")[0] in SHARED_OVERRIDES and key not in ("backbone.pretrained", "backbone.weights_path")
     ]
     weights_overrides = ["backbone.pretrained=true", f"backbone.weights_path={weights.resolve()}"]
     return shlex.join(["python", "-m", "cxrad.run", *kept, *weights_overrides])
