@@ -24,6 +24,7 @@ the backbone with ``cxrad.pretrain`` on each split's normal training films and r
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import logging
@@ -236,6 +237,12 @@ def interval(result: dict) -> str:
     return f"{cell(result['estimate'])} [{cell(result['low'])}, {cell(result['high'])}]"
 
 
+@functools.cache
+def predictions(path: str) -> pd.DataFrame:
+    """A run's predictions table, read once: a group's runs are also every other option's and variant's pairs."""
+    return pd.read_csv(path)
+
+
 def summarise(rows: list[dict], n_boot: int, previous: list[dict] | None = None) -> list[dict]:
     """Per data set, model and option: means over seeds with intervals, and paired differences to ``none``.
 
@@ -253,10 +260,8 @@ def summarise(rows: list[dict], n_boot: int, previous: list[dict] | None = None)
             else:
                 log.warning("%s %s %s: predictions gone and no saved summary; left out", data, model, option)
             continue
-        group = sorted(
-            (r for r in rows if (r["data"], r["model"], r["option"]) == (data, model, option)), key=lambda r: r["seed"]
-        )
-        runs = [pd.read_csv(r["predictions"]) for r in group]
+        group = sorted(members, key=lambda r: r["seed"])
+        runs = [predictions(r["predictions"]) for r in group]
         entry = {"data": data, "model": model, "option": option, "seeds": [r["seed"] for r in group]}
         entry.update({metric: mean_over_splits(runs, metric, n_boot=n_boot) for metric in SUMMARY})
         # Paired differences need ``none``'s predictions of the same seed; without them the cells stay empty.
@@ -292,8 +297,8 @@ def paired_to(rows: list[dict], group: list[dict], base_key: tuple, suffix: str,
     paired = [r for r in group if r["seed"] in base]
     if not paired:
         return {}
-    runs = [pd.read_csv(r["predictions"]) for r in paired]
-    bases = [pd.read_csv(base[r["seed"]]["predictions"]) for r in paired]
+    runs = [predictions(r["predictions"]) for r in paired]
+    bases = [predictions(base[r["seed"]]["predictions"]) for r in paired]
     out = {f"{metric}_{suffix}": mean_over_splits(runs, metric, bases, n_boot=n_boot) for metric in SUMMARY}
     out[f"seeds_{suffix}"] = [r["seed"] for r in paired]
     return out
