@@ -47,7 +47,7 @@ from cxrad.data.samples import load_samples
 from cxrad.metadata_conditioning import assign_val_roles
 from cxrad.metrics.bootstrap import mean_over_splits
 from cxrad.model.registry import model_spec
-from cxrad.pretrain import SHARED_OVERRIDES, WEIGHTS_FILE, pretrain
+from cxrad.pretrain import SHARED_OVERRIDES, WEIGHTS_FILE, override_key, pretrain
 from cxrad.run import evaluate, fit_and_score
 from cxrad.validate import validate
 
@@ -182,7 +182,7 @@ def pretrained_weights(data: str, model: str, seed: int, size: int, epochs: int,
     """
 
     def shaping(overrides: list[str]) -> list[str]:
-        return [o for o in overrides if o.split("=", 1)[0].split(".")[0].lstrip("+~") in PRETRAIN_KEYS]
+        return [o for o in overrides if override_key(o).split(".")[0] in PRETRAIN_KEYS]
 
     overrides = [*DATA[data], *shaping(MODELS[model]), f"preprocessing.image_size={size}", f"seed={seed}"]
     overrides += [*shaping(extra), f"ssl.max_epochs={epochs}", "progress_bar=false"]

@@ -103,6 +103,11 @@ def build_simclr(backbone: BackboneConfig, ssl: DictConfig) -> SimCLR:
     )
 
 
+def override_key(override: str) -> str:
+    """The config key a Hydra override sets, without its ``+``/``~`` prefix: ``+data.x=1`` -> ``data.x``."""
+    return override.split("=", 1)[0].lstrip("+~")
+
+
 def use_command(weights: Path, overrides: list[str]) -> str:
     """The ``cxrad.run`` command line that detects with these weights on the same split and films.
 
@@ -110,7 +115,7 @@ def use_command(weights: Path, overrides: list[str]) -> str:
         >>> use_command(Path("/r/backbone.pth"), ["data=nih", "ssl.max_epochs=3"])
         'python -m cxrad.run data=nih backbone.pretrained=true backbone.weights_path=/r/backbone.pth'
     """
-    keys = [o.split("=", 1)[0].lstrip("+~") for o in overrides]
+    keys = [override_key(o) for o in overrides]
     kept = [
         o
         for o, key in zip(overrides, keys, strict=True)
