@@ -106,7 +106,11 @@ def fit_and_score(cfg: DictConfig, out_dir: Path, samples: pd.DataFrame, skipped
     grid_maps = normative_map_collector(cfg.metadata_conditioning)
     engine, collector = make_engine(cfg, out_dir, *filter(None, [grid_maps]))
     collector.keep_masks = grid_maps is not None  # localization is redone on the conditioned maps
-    fit = fit_or_resume(engine, model, loaders["train"], resume, samples)
+    own_fit = model_spec(cfg.model.name).fit  # model=ensemble fits its members, each with its own engine
+    if own_fit is not None:
+        fit = own_fit(cfg, model, loaders, samples, out_dir)
+    else:
+        fit = fit_or_resume(engine, model, loaders["train"], resume, samples)
     if rank() != 0:
         return None
     if cfg.get("devices", 1) > 1:  # a DDP engine would shard the films it scores

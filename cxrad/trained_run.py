@@ -26,6 +26,7 @@ from torch import nn
 from cxrad.metadata_conditioning.apply import rescore_new_films
 from cxrad.model.checkpoint import find_checkpoint, load_weights, read_checkpoint
 from cxrad.model.factory import build_detector
+from cxrad.model.registry import model_spec
 from cxrad.preprocessing import PreprocessConfig
 from cxrad.threshold import Threshold
 
@@ -53,6 +54,12 @@ def load_trained_run(run_dir: str | Path) -> TrainedRun:
     """
     run_dir = Path(run_dir).expanduser().resolve()
     cfg = load_run_config(run_dir)
+    if model_spec(cfg.model.name).fit is not None:
+        msg = (
+            f"{run_dir} is a model={cfg.model.name} run, which cxrad.predict cannot reload yet (its members are "
+            "fitted and standardised separately); rerun python -m cxrad.run with the new films in the data config"
+        )
+        raise ValueError(msg)
     preprocess = PreprocessConfig(**cfg.preprocessing)
     weights_log = logging.getLogger("cxrad.backbone.weights")
     level = weights_log.level

@@ -8,7 +8,8 @@ add one. The interface is four names:
 - :func:`register_model` (decorator on the builder) records what the rest of cxrad asks of a model: whether it
   reads a backbone and which ``backbone.layers.<key>``, whether it takes FiLM feature conditioning
   (``metadata_conditioning=film*``), whether it fits over several devices, and an optional ``validate(cfg)``
-  for its own combination rules (raise ``ValueError`` naming the bad value and the fix);
+  for its own combination rules (raise ``ValueError`` naming the bad value and the fix), and an optional
+  ``fit`` procedure of its own instead of ``Engine.fit`` (the ensemble fits its members);
 - :func:`model_spec` returns a name's :class:`ModelSpec` (one-line error listing the registered names);
 - :func:`registered_models` lists the names;
 - :class:`ModelSpec` is what is stored.
@@ -38,6 +39,7 @@ from omegaconf import DictConfig
 
 Builder = Callable[..., object]
 ConfigCheck = Callable[[DictConfig], None]
+Fit = Callable[..., dict]
 
 
 @dataclass(frozen=True)
@@ -52,6 +54,10 @@ class ModelSpec:
         layers: the ``backbone.layers.<key>`` it reads (checked to exist and to be real timm layers), or None.
         multi_device: whether its fit is wired for ``devices > 1`` (Lightning DDP).
         validate: its own combination rules on the composed config, or None.
+        fit: its own fit procedure, or None for ``Engine.fit`` (:func:`cxrad.model.checkpoint.fit_or_resume`).
+            Called as ``fit(cfg, model, loaders, samples, out_dir)`` and returning the run's fit facts
+            (``fit_seconds``, ``resumed_from``); ``model=ensemble`` fits its members with it. Such a model reads
+            no backbone layers itself (``layers`` is None): its ``validate`` checks its parts.
     """
 
     name: str
@@ -61,6 +67,7 @@ class ModelSpec:
     layers: str | None = None
     multi_device: bool = False
     validate: ConfigCheck | None = None
+    fit: Fit | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -74,6 +81,7 @@ def register_model(
     layers: str | None = None,
     multi_device: bool = False,
     validate: ConfigCheck | None = None,
+    fit: Fit | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering a builder under ``name``; ``layers`` defaults to ``name`` for backbone models.
 
@@ -86,8 +94,8 @@ def register_model(
         if known is not None and _origin(known.build) != _origin(build):  # re-importing a module is fine
             msg = f"model {name} is registered twice ({known.build.__module__} and {build.__module__}); rename one"
             raise ValueError(msg)
-        key = (layers or name) if uses_backbone else None
-        MODELS[name] = ModelSpec(name, build, uses_backbone, film, key, multi_device, validate)
+        key = (layers or name) if uses_backbone and fit is None else None
+        MODELS[name] = ModelSpec(name, build, uses_backbone, film, key, multi_device, validate, fit)
         return build
 
     return add
