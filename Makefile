@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --quiet --disable-pip-version-check -e '.[dev]'
 	touch $(STAMP)
 
-run: install ## Run the main job (synthetic films, PatchCore, pretrained EfficientNet-Lite0); ARGS=... adds overrides
+run: install ## Run the main job (synthetic films, the default ensemble detector); ARGS=... adds overrides
 	$(PY) -m cxrad.run $(ARGS)
 
 sweep: install ## Research sweep: models x backbones x conditioning, W&B offline; ARGS=... adds overrides

@@ -111,10 +111,18 @@ def _is_missing(cfg: DictConfig, key: str) -> bool:
     return isinstance(node, DictConfig) and node._get_node(leaf)._is_missing()
 
 
+def _group_choice(override: Override) -> str:
+    """A group override as Hydra composes it, its ``+`` and ``@package`` kept (``+backbone@model.members.rd.backbone
+    =resnet18_random``); a sweep's first option stands for all."""
+    prefix = {OverrideType.ADD: "+", OverrideType.FORCE_ADD: "++"}.get(override.type, "")
+    package = f"@{override.package}" if override.package else ""
+    return f"{prefix}{override.key_or_group}{package}={_values(override)[0]}"
+
+
 def check_keys(overrides: Sequence[Override], conf_dir: Path = CONF_DIR) -> None:
     """Raise :class:`ConfigError` for ``key=value`` naming a key the composed config lacks (use ``+key`` to add)."""
     in_group = [o for o in overrides if (conf_dir / o.key_or_group).is_dir() and o.type != OverrideType.DEL]
-    groups = [f"{o.key_or_group}={_values(o)[0]}" for o in in_group]  # a sweep's first option stands for all
+    groups = [_group_choice(o) for o in in_group]
     changes = [o for o in overrides if o.type == OverrideType.CHANGE and not (conf_dir / o.key_or_group).is_dir()]
     changes = [o for o in changes if not o.key_or_group.startswith("hydra")]
     if not changes:

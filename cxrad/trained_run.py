@@ -54,23 +54,28 @@ def load_trained_run(run_dir: str | Path) -> TrainedRun:
     """
     run_dir = Path(run_dir).expanduser().resolve()
     cfg = load_run_config(run_dir)
-    if model_spec(cfg.model.name).fit is not None:
+    spec = model_spec(cfg.model.name)
+    if spec.fit is not None and spec.load is None:
         msg = (
-            f"{run_dir} is a model={cfg.model.name} run, which cxrad.predict cannot reload yet (its members are "
-            "fitted and standardised separately); rerun python -m cxrad.run with the new films in the data config"
+            f"{run_dir} is a model={cfg.model.name} run, which cxrad.predict cannot reload (the model fits itself "
+            "and registers no load); rerun python -m cxrad.run with the new films in the data config"
         )
         raise ValueError(msg)
+    threshold = load_threshold(run_dir)  # first: a run without metrics.json did not finish
     preprocess = PreprocessConfig(**cfg.preprocessing)
     weights_log = logging.getLogger("cxrad.backbone.weights")
     level = weights_log.level
     weights_log.setLevel(logging.ERROR)  # "RANDOM weights" is true only until the checkpoint is loaded
     try:
-        model = build_detector(cfg, preprocess.image_size)
+        if spec.load is not None:  # a model with its own fit (the ensemble) rebuilds its own parts
+            model = spec.load(cfg, run_dir)
+        else:
+            model = build_detector(cfg, preprocess.image_size)
+            load_checkpoint(model, run_dir)
     finally:
         weights_log.setLevel(level)
-    load_checkpoint(model, run_dir)
     model.eval()
-    return TrainedRun(cfg, model, preprocess, load_threshold(run_dir))
+    return TrainedRun(cfg, model, preprocess, threshold)
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

@@ -25,8 +25,6 @@ def validate(cfg: DictConfig) -> None:
     spec = model_spec(cfg.model.name)  # raises naming the registered models
     if spec.layers is not None:
         _validate_layers(spec, cfg.backbone)
-    if spec.validate is not None:
-        spec.validate(cfg)  # the model's own rules (cxrad/model/<name>.py)
     if cfg.get("devices", 1) > 1 and not spec.multi_device:
         wired = [name for name in registered_models() if model_spec(name).multi_device]
         _fail(f"devices={cfg.devices} (a multi-device fit) is wired for model in {wired}; use devices=1")
@@ -47,6 +45,8 @@ def validate(cfg: DictConfig) -> None:
         _fail(f"data.split.val_fraction={cfg.data.split.val_fraction} must be in (0, 1), e.g. 0.15")
     if cfg.model.max_epochs < 1:
         _fail(f"model.max_epochs={cfg.model.max_epochs} must be >= 1")
+    if spec.validate is not None:  # the model's own rules (cxrad/model/<name>.py), after the rules of all models
+        spec.validate(cfg)
 
 
 def _validate_layers(spec: ModelSpec, backbone: DictConfig) -> None:

@@ -14,8 +14,9 @@ films, average) is a few lines.
 
 from __future__ import annotations
 
+import json
 import re
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F  # noqa: N812 - torch's own alias
 from anomalib import LearningType
-from anomalib.data import Batch
+from anomalib.data import Batch, InferenceBatch
 from anomalib.models import AnomalibModule
 from lightning.pytorch import seed_everything
 from lightning.pytorch.utilities.types import STEP_OUTPUT
@@ -32,6 +33,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from torch import nn
 from torch.utils.data import DataLoader
 
+from cxrad.config_errors import CONF_DIR
 from cxrad.model.checkpoint import fit_or_resume
 from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING
 from cxrad.model.registry import model_spec, register_model
@@ -65,50 +67,57 @@ class Standardiser:
         return cls(float(scores.mean()), spread, len(scores))
 
 
+class EnsembleModel(nn.Module):
+    """The fusion itself: each member's torch model on the image after the member's own pre-processing (its
+    resize and its backbone's normalisation: what the member's pre-processor does to a batch in its own run),
+    standardised by its :class:`Standardiser`, averaged. It is the ensemble's ``model``, so a run,
+    ``cxrad.predict`` and ``cxrad.heatmap`` all score films through this one forward. Members get no metadata:
+    FiLM options are refused for ensembles, and map conditioning reads the fused map."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.members = nn.ModuleDict()
+        self.standardisers: dict[str, Standardiser] = {}
+
+    def forward(self, image: torch.Tensor) -> InferenceBatch:
+        if not self.members or set(self.standardisers) != set(self.members):
+            msg = "the ensemble's members are not standardised yet; fit it with cxrad.model.ensemble.fit_ensemble"
+            raise RuntimeError(msg)
+        scores, maps = [], []
+        for name, member in self.members.items():
+            transform = member.pre_processor.transform if member.pre_processor else None
+            out = member.model(transform(image) if transform is not None else image)
+            z = self.standardisers[name]
+            scores.append((score_of(out) - z.mean) / z.std)
+            if out.anomaly_map is not None:
+                amap = out.anomaly_map.float().reshape(len(image), 1, *out.anomaly_map.shape[-2:])
+                if amap.shape[-2:] != image.shape[-2:]:  # every member's map on the film's grid
+                    amap = F.interpolate(amap, size=image.shape[-2:], mode="bilinear", align_corners=False)
+                maps.append((amap - z.mean) / z.std)
+        # A member without maps (none here yet) would leave the ensemble's map to the others.
+        anomaly_map = torch.stack(maps).mean(dim=0) if maps else None
+        return InferenceBatch(pred_score=torch.stack(scores).mean(dim=0), anomaly_map=anomaly_map)
+
+
 class CxrEnsemble(AnomalibModule):
-    """Scores films with fitted members and averages their standardised scores and maps.
+    """Scores films with fitted members and averages their standardised scores and maps (:class:`EnsembleModel`).
 
     It is never trained by Lightning: :func:`fit_ensemble` fits the members with their own engines and sets their
-    :class:`Standardiser`. Each member's own pre-processing (resize, its backbone's normalisation) is applied to
-    the raw batch, so members with and without ImageNet normalisation can be fused.
+    :class:`Standardiser`; :func:`load_ensemble` rebuilds a finished run's from its member checkpoints.
     """
 
     def __init__(self) -> None:
         super().__init__(pre_processor=False, **NO_ANOMALIB_POSTPROCESSING)
-        self.members = nn.ModuleDict()
-        self.standardisers: dict[str, Standardiser] = {}
+        self.model = EnsembleModel()
 
-    def add_member(self, name: str, model: AnomalibModule) -> None:
-        self.members[name] = model
-
-    def member_outputs(self, batch: Batch, batch_idx: int = 0) -> dict[str, Batch]:
-        """Each member's predictions of ``batch`` (native scores and maps), from its own pre-processed image."""
-        outputs = {}
-        for name, member in self.members.items():
-            image = batch.image
-            if member.pre_processor is not None and member.pre_processor.transform is not None:
-                image = member.pre_processor.transform(image)
-            outputs[name] = member.predict_step(replace(batch, image=image), batch_idx)
-        return outputs
+    def add_member(self, name: str, member: AnomalibModule, standardiser: Standardiser) -> None:
+        self.model.members[name] = member
+        self.model.standardisers[name] = standardiser
 
     def predict_step(self, batch: Batch, batch_idx: int, dataloader_idx: int = 0) -> STEP_OUTPUT:
-        del dataloader_idx
-        if set(self.standardisers) != set(self.members):
-            msg = "the ensemble's members are not standardised yet; fit it with cxrad.model.ensemble.fit_ensemble"
-            raise RuntimeError(msg)
-        scores, maps = [], []
-        for name, out in self.member_outputs(batch, batch_idx).items():
-            z = self.standardisers[name]
-            scores.append((score_of(out) - z.mean) / z.std)
-            if out.anomaly_map is not None:
-                amap = out.anomaly_map.float().reshape(len(score_of(out)), 1, *out.anomaly_map.shape[-2:])
-                if amap.shape[-2:] != batch.image.shape[-2:]:  # every member's map on the film's grid
-                    amap = F.interpolate(amap, size=batch.image.shape[-2:], mode="bilinear", align_corners=False)
-                maps.append((amap - z.mean) / z.std)
-        score = torch.stack(scores).mean(dim=0)
-        # A member without maps (none here yet) would leave the ensemble's map to the others.
-        anomaly_map = torch.stack(maps).mean(dim=0) if maps else None
-        return batch.update(pred_score=score, anomaly_map=anomaly_map)
+        del batch_idx, dataloader_idx
+        out = self.model(batch.image)
+        return batch.update(pred_score=out.pred_score, anomaly_map=out.anomaly_map)
 
     validation_step = predict_step
     test_step = predict_step
@@ -137,16 +146,68 @@ def score_of(out: Batch) -> torch.Tensor:
 def member_config(cfg: DictConfig, name: str) -> DictConfig:
     """The run config of member ``name``: ``cfg`` with ``model`` = ``cfg.model.members.<name>``.
 
-    The member scores films natively (no ``aggregation``, no map restriction): the film-score aggregation and the
-    ROI restriction of the run apply once, to the ensemble's map. The films themselves (ROI cleaning included)
-    come from the run's loaders.
+    A member may bring its own backbone (``+backbone@model.members.<name>.backbone=resnet18_random``, a full
+    ``conf/backbone`` config); it replaces the run's ``backbone`` for that member only. The member scores films
+    natively (no ``aggregation``, no map restriction): the film-score aggregation and the ROI restriction of the
+    run apply once, to the ensemble's map. The films themselves (ROI cleaning included) come from the run's loaders.
     """
     member = OmegaConf.create(OmegaConf.to_container(cfg, resolve=False))
     with open_dict(member):
         member.model = cfg.model.members[name]
+        own_backbone = member.model.pop("backbone", None)
+        if own_backbone is not None:
+            member.backbone = own_backbone
         member.pop("aggregation", None)
         member.preprocessing.roi = "none"
+        apply_model_backbone_patch(member)
     return member
+
+
+def apply_model_backbone_patch(member: DictConfig) -> None:
+    """What ``conf/config.yaml``'s ``optional model_backbone: ${model}_${backbone}`` gives the member's own run.
+
+    Hydra applies ``conf/model_backbone/<model>_<backbone>.yaml`` over the model's group config and under the
+    command line; for a member (its combination is not the ensemble's) each of the patch's keys is set where the
+    member still holds its model config's own value, so a value set on the command line stays (unless it is set
+    to that same config value, which cannot be told apart).
+    """
+    patch_path = CONF_DIR / "model_backbone" / f"{member.model.name}_{member.backbone.name}.yaml"
+    if not patch_path.is_file():
+        return
+    patch = OmegaConf.load(patch_path).get("model") or {}
+    group = OmegaConf.load(CONF_DIR / "model" / f"{member.model.name}.yaml")
+    flat = dotted_leaves(OmegaConf.to_container(patch))
+    for key, value in flat.items():
+        if OmegaConf.select(member.model, key) == OmegaConf.select(group, key):
+            OmegaConf.update(member.model, key, value, force_add=True)
+
+
+def dotted_leaves(tree: dict, prefix: str = "") -> dict[str, object]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``."""
+    leaves: dict[str, object] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            leaves.update(dotted_leaves(value, f"{prefix}{key}."))
+        else:
+            leaves[f"{prefix}{key}"] = value
+    return leaves
+
+
+def check_member_backbone(cfg: DictConfig, name: str) -> None:
+    """A member's own backbone is a whole ``conf/backbone`` option, on a member that reads a backbone."""
+    own = cfg.model.members[name].get("backbone")
+    if own is None:
+        return
+    fix = f"+backbone@model.members.{name}.backbone=<a conf/backbone option>"
+    if not isinstance(own, DictConfig) or not {"name", "timm_name", "layers", "mean", "std"} <= set(own):
+        msg = f"model.members.{name}.backbone is not a conf/backbone option; set it whole with {fix}"
+        raise ValueError(msg)
+    if not model_spec(cfg.model.members[name].name).uses_backbone:
+        msg = (
+            f"model.members.{name}.backbone={own.name}: model={cfg.model.members[name].name} reads no backbone; "
+            f"drop the member's backbone"
+        )
+        raise ValueError(msg)
 
 
 def check_ensemble(cfg: DictConfig) -> None:
@@ -168,10 +229,14 @@ def check_ensemble(cfg: DictConfig) -> None:
                 "ensemble), e.g. +model@model.members.dfm=dfm"
             )
             raise ValueError(msg)
+        check_member_backbone(cfg, name)
         try:
             validate(member_config(cfg, name))
-        except ValueError as error:  # name the member's own keys, as they are set on the command line
-            raise type(error)(re.sub(r"\bmodel\.", f"model.members.{name}.", str(error))) from None
+        except ValueError as error:  # name the member and its own keys, as they are set on the command line
+            message = re.sub(r"\bmodel\.", f"model.members.{name}.", str(error))
+            if cfg.model.members[name].get("backbone") is not None:  # ... its own backbone's keys too
+                message = re.sub(r"(?<![\w./])backbone(?=[.=])", f"model.members.{name}.backbone", message)
+            raise type(error)(f"ensemble member {name}: {message}") from None
     if cfg.get("resume_from"):
         msg = f"resume_from={cfg.resume_from}: model=ensemble fits its members afresh; drop resume_from"
         raise ValueError(msg)
@@ -188,19 +253,21 @@ def fit_ensemble(
     from cxrad.model.factory import build_detector, make_engine  # the factory imports this module's registry
     from cxrad.scoring import predict_scores
 
-    facts: dict[str, dict[str, float]] = {}
+    facts: dict[str, dict[str, float | str]] = {}
     for name in cfg.model.members:
         member_cfg = member_config(cfg, name)
-        seed_everything(int(cfg.seed), workers=True, verbose=False)  # each member starts as its own run would
+        # Each member starts as its own run would: the same global seed, the training films in the same order.
+        seed_everything(int(cfg.seed), workers=True, verbose=False)
+        loaders["train"].generator.manual_seed(int(cfg.seed))
         member = build_detector(member_cfg, int(cfg.preprocessing.image_size))
         engine, collector = make_engine(member_cfg, out_dir / MEMBERS_DIR / name, devices=1)
         fit = fit_or_resume(engine, member, loaders["train"], None, samples)
-        model.add_member(name, member)
         val = predict_scores(engine, member, loaders["val"], collector)
         normal = samples.loc[val.score.index, "label"].to_numpy() == 0
-        model.standardisers[name] = Standardiser.of(val.score.to_numpy()[normal], name)
-        z = model.standardisers[name]
+        z = Standardiser.of(val.score.to_numpy()[normal], name)
+        model.add_member(name, member, z)
         facts[name] = {
+            "backbone": str(member_cfg.backbone.name) if model_spec(member_cfg.model.name).uses_backbone else "none",
             "fit_seconds": float(fit["fit_seconds"]),
             "normal_mean": z.mean,
             "normal_std": z.std,
@@ -208,13 +275,39 @@ def fit_ensemble(
         }
     model.eval()
     return {
-        "fit_seconds": sum(f["fit_seconds"] for f in facts.values()),
+        "fit_seconds": sum(float(f["fit_seconds"]) for f in facts.values()),
         "resumed_from": None,
         "ensemble_members": facts,
     }
 
 
-@register_model("ensemble", fit=fit_ensemble, validate=check_ensemble)
+def load_ensemble(cfg: DictConfig, run_dir: Path) -> CxrEnsemble:
+    """A finished ensemble run's detector: each member from its checkpoint in ``<run_dir>/members/<name>``, its
+    standardisation from ``metrics.json`` (``ensemble_members``), as :func:`fit_ensemble` left them.
+
+    Raises:
+        FileNotFoundError: naming a member whose checkpoint or standardisation is missing.
+    """
+    from cxrad.model.factory import build_detector  # the factory imports this module's registry
+    from cxrad.trained_run import load_checkpoint
+
+    facts = json.loads((run_dir / "metrics.json").read_text()).get("ensemble_members") or {}
+    model = CxrEnsemble()
+    for name in cfg.model.members:
+        if name not in facts:
+            msg = f"{run_dir}/metrics.json has no standardisation of ensemble member {name}; rerun the ensemble"
+            raise FileNotFoundError(msg)
+        member_cfg = member_config(cfg, name)
+        with open_dict(member_cfg):
+            member_cfg.backbone.pretrained = False  # the member's checkpoint holds its backbone weights
+        member = build_detector(member_cfg, int(cfg.preprocessing.image_size))
+        load_checkpoint(member, run_dir / MEMBERS_DIR / name)
+        z = facts[name]
+        model.add_member(name, member, Standardiser(z["normal_mean"], z["normal_std"], int(z["normal_films"])))
+    return model.eval()
+
+
+@register_model("ensemble", fit=fit_ensemble, load=load_ensemble, validate=check_ensemble)
 def build_ensemble(
     backbone: object = None, image_size: int = 0, seed: int = 0, conditioning: dict | None = None
 ) -> CxrEnsemble:

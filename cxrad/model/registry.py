@@ -9,7 +9,8 @@ add one. The interface is four names:
   reads a backbone and which ``backbone.layers.<key>``, whether it takes FiLM feature conditioning
   (``metadata_conditioning=film*``), whether it fits over several devices, and an optional ``validate(cfg)``
   for its own combination rules (raise ``ValueError`` naming the bad value and the fix), and an optional
-  ``fit`` procedure of its own instead of ``Engine.fit`` (the ensemble fits its members);
+  ``fit`` procedure of its own instead of ``Engine.fit`` (the ensemble fits its members) with the ``load`` that
+  rebuilds such a run;
 - :func:`model_spec` returns a name's :class:`ModelSpec` (one-line error listing the registered names);
 - :func:`registered_models` lists the names;
 - :class:`ModelSpec` is what is stored.
@@ -34,12 +35,14 @@ import importlib
 import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig
 
 Builder = Callable[..., object]
 ConfigCheck = Callable[[DictConfig], None]
 Fit = Callable[..., dict]
+Load = Callable[[DictConfig, Path], object]
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,9 @@ class ModelSpec:
             Called as ``fit(cfg, model, loaders, samples, out_dir)`` and returning the run's fit facts
             (``fit_seconds``, ``resumed_from``); ``model=ensemble`` fits its members with it. Such a model reads
             no backbone layers itself (``layers`` is None): its ``validate`` checks its parts.
+        load: with ``fit``, how a finished run's detector is rebuilt for ``cxrad.predict`` / ``cxrad.heatmap``:
+            ``load(cfg, run_dir)`` returns the model in eval mode (``cfg`` as :func:`cxrad.trained_run.load_run_config`
+            reads it). Models fitted by ``Engine.fit`` are rebuilt from their checkpoint and need none.
     """
 
     name: str
@@ -68,6 +74,7 @@ class ModelSpec:
     multi_device: bool = False
     validate: ConfigCheck | None = None
     fit: Fit | None = None
+    load: Load | None = None
 
 
 MODELS: dict[str, ModelSpec] = {}
@@ -82,6 +89,7 @@ def register_model(
     multi_device: bool = False,
     validate: ConfigCheck | None = None,
     fit: Fit | None = None,
+    load: Load | None = None,
 ) -> Callable[[Builder], Builder]:
     """Decorator registering a builder under ``name``; ``layers`` defaults to ``name`` for backbone models.
 
@@ -95,7 +103,7 @@ def register_model(
             msg = f"model {name} is registered twice ({known.build.__module__} and {build.__module__}); rename one"
             raise ValueError(msg)
         key = (layers or name) if uses_backbone and fit is None else None
-        MODELS[name] = ModelSpec(name, build, uses_backbone, film, key, multi_device, validate, fit)
+        MODELS[name] = ModelSpec(name, build, uses_backbone, film, key, multi_device, validate, fit, load)
         return build
 
     return add

@@ -29,11 +29,15 @@ TINY = [
     "progress_bar=false",
     "accelerator=cpu",
 ]
+# Mechanics tests that choose no model run PatchCore (one fast fit); the default ensemble has its own tests.
+PINNED_MODEL = "model=patchcore"
 
 
 def compose_config(overrides: list[str], out_dir: Path, cache_dir: Path) -> DictConfig:
     synthetic = not any(o.startswith("data=") and o != "data=synthetic" for o in overrides)
     tiny = [o for o in TINY if synthetic or not o.startswith("data.source.")]
+    if not any(o.split("=")[0].lstrip("+") == "model" for o in overrides):
+        tiny.append(PINNED_MODEL)
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose("config", overrides=[*tiny, *overrides], return_hydra_config=True)
     HydraConfig.instance().set_config(cfg)

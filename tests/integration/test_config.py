@@ -51,7 +51,7 @@ def _sweep_job_dir(*overrides: str, num: int = 3) -> str:
 def test_sweep_job_dirs_name_model_backbone_and_conditioning() -> None:
     assert _sweep_job_dir("model=padim", "backbone=resnet18", "metadata_conditioning=film") == "3_padim_resnet18_film"
     research = _sweep_job_dir("experiment=research_sweep", "backbone=resnet18_random", "metadata_conditioning=none")
-    assert research == "3_patchcore_resnet18_random_none"
+    assert research == "3_ensemble_resnet18_random_none"  # the default model; the sweep sets its own
     assert _sweep_job_dir("model=draem", "backbone=resnet18", "metadata_conditioning=none") == "3_draem_none"
 
 

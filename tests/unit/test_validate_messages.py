@@ -115,6 +115,13 @@ def test_a_misspelt_key_names_the_key_it_meant(args: list[str], expected: str) -
         ["-m", "model=patchcore,padim", "model.detector.n_features=50"],  # ... or one of the swept options
         ["+extra_note=hello"],  # + adds a key on purpose
         ["backbone=resnet18_random", "hydra.run.dir=/tmp/x", "experiment=research_sweep"],
+        # a group placed at a package: the keys it brings can be set on the same line
+        ["model=ensemble", "+model@model.members.dfm=dfm", "model.members.dfm.max_epochs=2"],
+        [
+            "model=ensemble",
+            "+backbone@model.members.global_gaussian.backbone=resnet18",
+            "model.members.global_gaussian.backbone.pretrained=false",
+        ],
     ],
 )
 def test_valid_command_lines_pass(args: list[str]) -> None:
