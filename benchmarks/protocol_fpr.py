@@ -25,7 +25,7 @@ DATA = {
     "phantom": ["data.source.n_normal=600", "data.source.n_abnormal=200", "data.source.image_size=128"],
     "nih64_dev": ["data=nih", "data.source.root=${paths.shared_data}/nih64_dev", "data.num_workers=0"],
 }
-COMMON = ["preprocessing.image_size=128", "progress_bar=false", "heatmap_top_k=0", "logger=none"]
+COMMON = ["model=patchcore", "preprocessing.image_size=128", "progress_bar=false", "heatmap_top_k=0", "logger=none"]
 
 
 def one_run(data: str, option: str, seed: int, work: Path) -> dict:

@@ -137,6 +137,12 @@ def check_keys(overrides: Sequence[Override], conf_dir: Path = CONF_DIR) -> None
     for override in changes:
         key = override.key_or_group
         if key not in known and key.split(".")[0] not in swept:
+            if key.startswith("model.") and "members" in cfg.model:  # a single model's key, given to the ensemble
+                _fail(
+                    f"{key} is not a config key of model={cfg.model.name}, which fuses {list(cfg.model.members)}; "
+                    f"set a member's, e.g. model.members.{next(iter(cfg.model.members))}.{key[6:]}, or choose "
+                    "one detector, e.g. model=patchcore"
+                )
             _fail(f"{key} is not a config key{_key_hint(key, known)}; prefix + to add a new key (+{key}=...)")
 
 

@@ -27,7 +27,10 @@ def validate(cfg: DictConfig) -> None:
         _validate_layers(spec, cfg.backbone)
     if cfg.get("devices", 1) > 1 and not spec.multi_device:
         wired = [name for name in registered_models() if model_spec(name).multi_device]
-        _fail(f"devices={cfg.devices} (a multi-device fit) is wired for model in {wired}; use devices=1")
+        _fail(
+            f"devices={cfg.devices} (a multi-device fit) is wired for model in {wired}; "
+            f"add model={wired[-1]} or use devices=1"
+        )
     check_option(cfg.metadata_conditioning)  # raises naming the unknown part and the choices
     if conditions_maps(cfg.metadata_conditioning):
         map_pool(cfg.metadata_conditioning)  # these raise naming the choices
@@ -35,7 +38,8 @@ def validate(cfg: DictConfig) -> None:
     if conditions_features(cfg.metadata_conditioning) and not spec.film:
         _fail(
             f"metadata_conditioning={cfg.metadata_conditioning.name} is not available for model={spec.name}; use "
-            f"metadata_conditioning=normative (or none/stratified), or a model in {film_models()}"
+            f"metadata_conditioning=normative (or none/stratified), or add model=patchcore "
+            f"(FiLM models: {film_models()})"
         )
     if cfg.threshold.method not in THRESHOLD_METHODS:
         _fail(f"threshold={cfg.threshold.method} is unknown; choose from {THRESHOLD_METHODS}")

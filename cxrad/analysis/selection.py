@@ -21,6 +21,7 @@ No test label is read to rank: the test metrics of the chosen run are reported o
 
 from __future__ import annotations
 
+import json
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -153,6 +154,10 @@ def reproduce_command(run_dir: str | Path) -> str:
         'python -m cxrad.run'
     """
     overrides = read_overrides(Path(run_dir))
+    metrics = Path(run_dir) / "metrics.json"
+    if not any(o.split("=")[0].lstrip("+") == "model" for o in overrides) and metrics.is_file():
+        # the job ran the default model of its day: name it, so the command means the same under a later default
+        overrides.append(f"model={json.loads(metrics.read_text())['model']}")
     if any(o.startswith("experiment=") for o in overrides):
         overrides.append("hydra.mode=RUN")  # an experiment may set MULTIRUN; one job is one run
     return " ".join(["python -m cxrad.run", *(shlex.quote(o) for o in overrides)])

@@ -214,6 +214,19 @@ def check_ensemble(cfg: DictConfig) -> None:
     """At least two members, each a registered single model whose own config validates."""
     from cxrad.validate import validate  # the check of one run's config; imported here (validate imports models)
 
+    extra = sorted(set(cfg.model.detector) - {"_target_", "_partial_"})
+    if extra:
+        msg = (
+            f"model.detector.{extra[0]}: model=ensemble (the default model) has no such setting; set it on a member, "
+            f"e.g. model.members.patchcore.detector.{extra[0]}=..., or choose one detector, e.g. model=patchcore"
+        )
+        raise ValueError(msg)
+    if cfg.model.max_epochs != 1:
+        msg = (
+            f"model.max_epochs={cfg.model.max_epochs}: model=ensemble (the default model) trains nothing itself; set "
+            f"a member's, e.g. model.members.reverse_distillation.max_epochs={cfg.model.max_epochs}"
+        )
+        raise ValueError(msg)
     members = list(cfg.model.get("members") or {})
     if len(members) < 2:
         msg = (

@@ -119,7 +119,9 @@ def test_a_model_that_fits_itself_without_a_load_is_refused_by_predict_with_one_
         ),
         (["model.members.patchcore.detector.patch_size=2"], r"model\.members\.patchcore\.detector\.patch_size=2"),
         (["resume_from=/tmp/somewhere"], "fits its members afresh; drop resume_from"),
-        (["metadata_conditioning=film"], "not available for model=ensemble"),
+        (["metadata_conditioning=film"], "not available for model=ensemble; .* or add model=patchcore"),
+        (["+model.detector.num_neighbors=3"], r"e\.g\. model\.members\.patchcore\.detector\.num_neighbors=\.\.\., or"),
+        (["model.max_epochs=20"], r"trains nothing itself; .* model\.members\.reverse_distillation\.max_epochs=20"),
         (["+model@model.members.ensemble=ensemble"], r"model\.members\.ensemble must be a single model's config"),
         (
             ["+model@model.members.rd=reverse_distillation", "+backbone@model.members.rd.backbone=efficientnet_lite0"],

@@ -131,3 +131,13 @@ def test_valid_command_lines_pass(args: list[str]) -> None:
 def test_the_synthetic_films_take_the_detector_image_size() -> None:
     cfg = _compose("preprocessing.image_size=96")
     assert cfg.data.source.image_size == 96  # one key: the films are generated at the size the detector sees
+
+
+def test_a_single_model_key_on_the_default_ensemble_names_the_member_key() -> None:
+    with pytest.raises(ConfigError) as error:
+        check_overrides(["model.detector.num_neighbors=3"])
+    assert _message(error) == (
+        "model.detector.num_neighbors is not a config key of model=ensemble, which fuses ['patchcore', "
+        "'global_gaussian', 'reverse_distillation']; set a member's, e.g. model.members.patchcore.detector."
+        "num_neighbors, or choose one detector, e.g. model=patchcore"
+    )

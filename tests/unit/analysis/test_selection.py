@@ -129,6 +129,9 @@ def test_reproduce_command_quotes_and_forces_a_single_run(tmp_path: Path) -> Non
     assert reproduce_command(run) == "python -m cxrad.run model=padim 'data.source.findings=[nodule,mass]'"
     run = write_run(tmp_path / "1_padim", overrides=("experiment=research_sweep", "model=padim"))
     assert reproduce_command(run).endswith("experiment=research_sweep model=padim hydra.mode=RUN")
+    # a job that ran the default model of its day is named by the model it ran, not by today's default
+    run = write_run(tmp_path / "2_default", overrides=("backbone=resnet18",), model="patchcore")
+    assert reproduce_command(run) == "python -m cxrad.run backbone=resnet18 model=patchcore"
 
 
 def test_threshold_comparison_refits_each_rule(tmp_path: Path) -> None:
