@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
+from cxrad.predict import predict
 from cxrad.run import run
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
@@ -63,3 +65,33 @@ def run_tiny(tmp_path: Path, cache_dir: Path) -> Callable[..., tuple[dict, Path]
 
 def read_predictions(out_dir: Path) -> pd.DataFrame:
     return pd.read_csv(out_dir / "predictions.csv")
+
+
+def run_and_keep_config(cfg: DictConfig) -> Path:
+    """Run ``cfg`` and save it as the ``.hydra/config.yaml`` that ``cxrad.predict`` and ``cxrad.heatmap`` read."""
+    out = Path(cfg.paths.output_dir)
+    metrics = run(cfg)
+    assert json.loads((out / "metrics.json").read_text()) == metrics
+    (out / ".hydra").mkdir()
+    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
+    return out
+
+
+class PredictedAgain(NamedTuple):
+    """A run's own test films scored again by ``cxrad.predict``, beside what the run wrote."""
+
+    expected: pd.DataFrame  # the run's predictions.csv
+    predictions: pd.DataFrame  # cxrad.predict's
+    skipped: pd.DataFrame
+    out: Path
+    merged: pd.DataFrame  # on image_path; the run's columns suffixed _run
+
+
+def predict_again(run_dir: Path, work: Path, *, heatmaps: bool = True) -> PredictedAgain:
+    """``cxrad.predict`` on a CSV of the run's test films (path, age, sex, view, label), written under ``work``."""
+    expected = read_predictions(run_dir)
+    films = work / "films.csv"
+    expected[["image_path", "age", "sex", "view", "label"]].to_csv(films, index=False)
+    predictions, skipped, out = predict(run_dir, films, work / "out", heatmaps=heatmaps)
+    merged = expected.merge(predictions, on="image_path", suffixes=("_run", ""))
+    return PredictedAgain(expected, predictions, skipped, out, merged)

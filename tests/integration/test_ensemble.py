@@ -12,10 +12,9 @@ from omegaconf import OmegaConf
 from cxrad.heatmap import read_samples_table, score_film
 from cxrad.model.ensemble import Standardiser, member_config
 from cxrad.model.registry import MODELS, register_model
-from cxrad.predict import predict
 from cxrad.trained_run import load_trained_run
 from cxrad.validate import validate
-from tests.integration.conftest import compose_config, read_predictions
+from tests.integration.conftest import compose_config, predict_again, read_predictions, run_and_keep_config
 
 TINY_BACKBONE = ["backbone=resnet18", "backbone.pretrained=false"]
 TINY_RD = ["model.members.reverse_distillation.max_epochs=1"]  # as the tiny solo runs' model.max_epochs=1
@@ -70,28 +69,21 @@ def test_a_member_with_its_own_backbone_scores_as_its_own_run_with_that_backbone
     assert backbones == {"patchcore": "resnet18", "global_gaussian": "efficientnet_lite0"}
 
 
-def test_predict_reloads_an_ensemble_run_and_scores_its_films_as_the_run_did(
-    run_tiny, tmp_path: Path, cache_dir: Path
-) -> None:
+def test_predict_reloads_an_ensemble_run_and_scores_its_films_as_the_run_did(tmp_path: Path, cache_dir: Path) -> None:
     own = ["+backbone@model.members.global_gaussian.backbone=resnet18_random"]
     overrides = ["model=ensemble", *TINY_BACKBONE, *TINY_RD, *own, "metadata_conditioning=none"]
-    _, out_dir = run_tiny(*overrides)
-    (out_dir / ".hydra").mkdir()
-    OmegaConf.save(compose_config(overrides, out_dir, cache_dir), out_dir / ".hydra" / "config.yaml")
+    out_dir = run_and_keep_config(compose_config(overrides, tmp_path / "run", cache_dir))
     trained = load_trained_run(out_dir)
     assert list(trained.model.model.members) == list(MEMBERS)
-    expected = read_predictions(out_dir)
-    expected[["image_path", "age", "sex", "view", "label"]].to_csv(tmp_path / "films.csv", index=False)
-    predictions, skipped, _ = predict(out_dir, tmp_path / "films.csv", tmp_path / "predicted", heatmaps=False)
-    assert skipped.empty
-    merged = expected.merge(predictions, on="image_path", suffixes=("_run", ""))
-    assert len(merged) == len(expected)
-    np.testing.assert_allclose(merged.score, merged.score_run, rtol=1e-4, atol=1e-4)
+    again = predict_again(out_dir, tmp_path, heatmaps=False)
+    assert again.skipped.empty
+    assert len(again.merged) == len(again.expected)
+    np.testing.assert_allclose(again.merged.score, again.merged.score_run, rtol=1e-4, atol=1e-4)
     # cxrad.heatmap scores a test film through the same fused forward, map included
     samples = read_samples_table(out_dir)
     film = samples[(samples["split"] == "test") & (samples["label"] == 1)].iloc[0]
     score, anomaly_map, _ = score_film(trained, film)
-    assert score == pytest.approx(expected.set_index("image_path").at[film["image_path"], "score"], abs=1e-4)
+    assert score == pytest.approx(again.expected.set_index("image_path").at[film["image_path"], "score"], abs=1e-4)
     assert anomaly_map.shape == (trained.preprocess.image_size,) * 2 and np.isfinite(anomaly_map).all()
 
 

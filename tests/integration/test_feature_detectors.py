@@ -6,12 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from omegaconf import OmegaConf
 from PIL import Image
 
-from cxrad.predict import predict
-from cxrad.run import run
-from tests.integration.conftest import compose_config, read_predictions
+from tests.integration.conftest import compose_config, predict_again, read_predictions, run_and_keep_config
 
 RANDOM = "backbone.pretrained=false"
 SMALL_AE = ("model.detector.hidden=[16]", "model.detector.bottleneck=8")
@@ -53,13 +50,7 @@ def test_a_finished_run_scores_its_test_films_again_from_its_checkpoint(
     """Fitted Gaussians / trained autoencoder, FiLM and normative reference all come back from the run dir."""
     out = tmp_path / "run"
     cfg = compose_config([*model, "backbone=resnet18", RANDOM, "metadata_conditioning=film_normative"], out, cache_dir)
-    run(cfg)
-    (out / ".hydra").mkdir()
-    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
-    expected = read_predictions(out)
-    expected[["image_path", "age", "sex", "view", "label"]].to_csv(tmp_path / "films.csv", index=False)
-    predictions, skipped, _ = predict(out, tmp_path / "films.csv", tmp_path / "out", heatmaps=False)
-    assert skipped.empty
-    merged = expected.merge(predictions, on="image_path", suffixes=("_run", ""))
-    assert len(merged) == len(expected)
-    np.testing.assert_allclose(merged.score, merged.score_run, rtol=1e-4, atol=1e-4)
+    again = predict_again(run_and_keep_config(cfg), tmp_path, heatmaps=False)
+    assert again.skipped.empty
+    assert len(again.merged) == len(again.expected)
+    np.testing.assert_allclose(again.merged.score, again.merged.score_run, rtol=1e-4, atol=1e-4)

@@ -22,7 +22,7 @@ from cxrad.heatmap import main as heatmap_main
 from cxrad.predict import main, predict
 from cxrad.run import run
 from tests.films import dicom_from_png, write_truncated_png
-from tests.integration.conftest import compose_config, read_predictions
+from tests.integration.conftest import compose_config, predict_again, read_predictions, run_and_keep_config
 
 TAGS = {"PatientAge": "071Y", "PatientSex": "M", "ViewPosition": "PA"}
 MODEL = ("model=patchcore", "metadata_conditioning=film", "backbone=resnet18", "backbone.pretrained=false")
@@ -67,16 +67,14 @@ def test_resume_reuses_the_fit_and_reproduces_the_scores(run_dir: Path, run_tiny
 
 def test_predict_reproduces_the_runs_own_test_scores(run_dir: Path, tmp_path: Path) -> None:
     """Same weights (memory bank, FiLM), same preprocessing and metadata, same threshold: same answers."""
-    expected = read_predictions(run_dir)
-    expected[["image_path", "age", "sex", "view", "label"]].to_csv(tmp_path / "films.csv", index=False)
-    predictions, skipped, out = predict(run_dir, tmp_path / "films.csv", tmp_path / "out")
-    assert skipped.empty and list(predictions.columns[-1:]) == ["label"]
-    merged = expected.merge(predictions, on="image_path", suffixes=("_run", ""))
-    assert len(merged) == len(expected)
+    again = predict_again(run_dir, tmp_path)
+    predictions, merged = again.predictions, again.merged
+    assert again.skipped.empty and list(predictions.columns[-1:]) == ["label"]
+    assert len(merged) == len(again.expected)
     np.testing.assert_allclose(merged.score, merged.score_run, rtol=1e-5)
     assert (merged.pred_label == merged.pred_label_run).all()
     assert all(Path(p).is_file() for p in predictions.heatmap)
-    assert pd.read_csv(out / "predictions.csv").shape == predictions.shape
+    assert pd.read_csv(again.out / "predictions.csv").shape == predictions.shape
 
 
 def test_predict_a_folder_of_full_size_pngs_dicoms_and_a_broken_file(
@@ -126,18 +124,13 @@ def test_film_normative_runs_score_new_films_like_their_test_films(
     """The anomaly maps of new films are standardised by the run's saved normal reference, as its test films were."""
     out = tmp_path / "padim_film_normative"
     model = ("model=padim", "metadata_conditioning=film_normative", "backbone=resnet18", "backbone.pretrained=false")
-    cfg = compose_config([*_data(shared_data), *model], out, cache_dir)
-    run(cfg)
-    (out / ".hydra").mkdir()
-    OmegaConf.save(cfg, out / ".hydra" / "config.yaml")
-    expected = read_predictions(out)
+    run_and_keep_config(compose_config([*_data(shared_data), *model], out, cache_dir))
     val = pd.read_csv(out / "val_scores.csv")
     assert not np.allclose(val.score, val.raw_score)  # the scores are normative z-scores, not the raw ones
     assert (out / "normative_reference.npz").is_file()
-    expected[["image_path", "age", "sex", "view", "label"]].to_csv(tmp_path / "films.csv", index=False)
-    predictions, _, _ = predict(out, tmp_path / "films.csv", tmp_path / "out", heatmaps=False)
-    merged = expected.merge(predictions, on="image_path", suffixes=("_run", ""))
-    assert len(merged) == len(expected)
+    again = predict_again(out, tmp_path, heatmaps=False)
+    merged = again.merged
+    assert len(merged) == len(again.expected)
     np.testing.assert_allclose(merged.score, merged.score_run, rtol=1e-4, atol=1e-4)
     assert (merged.pred_label == merged.pred_label_run).all()
     samples = pd.read_csv(out / "samples.csv")

@@ -12,9 +12,8 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from cxrad.predict import predict
 from cxrad.run import run
-from tests.integration.conftest import compose_config, read_predictions
+from tests.integration.conftest import compose_config, predict_again, read_predictions
 
 ROI_RUN = ["preprocessing.roi=classical", "aggregation=topk_mean", "data.min_age=30"]
 pytestmark = pytest.mark.slow
@@ -52,13 +51,10 @@ def test_roi_run_scores_inside_the_thorax_and_outlines_it(roi_run: Path) -> None
 
 
 def test_predict_scores_new_films_with_the_runs_roi_and_aggregation(roi_run: Path, tmp_path: Path) -> None:
-    expected = read_predictions(roi_run)
-    expected[["image_path", "age", "sex", "view", "label"]].to_csv(tmp_path / "films.csv", index=False)
-    predictions, skipped, _ = predict(roi_run, tmp_path / "films.csv", tmp_path / "out")
-    merged = expected.merge(predictions, on="image_path", suffixes=("_run", ""))
-    assert skipped.empty and len(merged) == len(expected)
-    np.testing.assert_allclose(merged.score, merged.score_run, rtol=1e-5)
-    assert all(_magenta_pixels(Path(path)) > 50 for path in predictions.heatmap)
+    again = predict_again(roi_run, tmp_path)
+    assert again.skipped.empty and len(again.merged) == len(again.expected)
+    np.testing.assert_allclose(again.merged.score, again.merged.score_run, rtol=1e-5)
+    assert all(_magenta_pixels(Path(path)) > 50 for path in again.predictions.heatmap)
 
 
 def test_map_conditioning_scores_the_restricted_maps_of_another_model(run_tiny) -> None:  # noqa: ANN001
