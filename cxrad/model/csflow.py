@@ -1,92 +1,133 @@
-"""CS-Flow: a fully convolutional cross-scale normalising flow on a frozen ImageNet EfficientNet-B5's features
-(``features.6.8``) at three scales of the film; the anomaly map is the product of the scales' likelihood maps.
+"""CS-Flow: a fully convolutional cross-scale normalising flow on frozen pretrained features of one deep layer
+(``backbone.layers.csflow``) at three scales of the film; the anomaly map is the product of the scales' likelihood
+maps, the film's score the mean squared latent over all scales (anomalib's).
 
-Its encoder is fixed by the method (torchvision's EfficientNet-B5, not a timm backbone), so it has no
-``backbone`` (runs report ``backbone: none``). anomalib 2.7 downloads those weights on construction; cxrad
-builds the encoder without them and loads ``model.detector.encoder_weights``: torchvision's state-dict file
-(by default where torchvision's own download puts it, in torch's hub cache), or ``random`` (tests only). Loss,
-optimiser and trainer arguments are anomalib's. No FiLM: use ``metadata_conditioning=normative``.
+The paper reads torchvision's ImageNet EfficientNet-B5 at ``features.6.8`` (its 304-channel, stride-32 stage).
+cxrad reads the run's timm backbone instead, with the same weight rules as every other model, and each backbone
+config names its stride-32 level: EfficientNet's ``blocks.6`` (timm exposes no earlier stride-32 stage), a ResNet's
+``layer4``. anomalib's flow hard-codes B5's 304 channels and stride 32, so the flow here is built for
+the chosen layer's channels and map sizes. Loss, optimiser, coupling blocks and trainer arguments are anomalib's.
+No FiLM: use ``metadata_conditioning=normative``.
 """
 
 from __future__ import annotations
 
-import logging
-from pathlib import Path
-
 import torch
+import torch.nn.functional as F  # noqa: N812
 from anomalib.models import Csflow
 from anomalib.models.components import TimmFeatureExtractor
 from anomalib.models.image.csflow.anomaly_map import AnomalyMapGenerator, AnomalyMapMode
 from anomalib.models.image.csflow.loss import CsFlowLoss
-from anomalib.models.image.csflow.torch_model import CrossScaleFlow, CsFlowModel, CsFlowMultiScaleFeatureExtractor
-from anomalib.pre_processing import PreProcessor
+from anomalib.models.image.csflow.torch_model import (
+    CrossScaleFlow,
+    CsFlowModel,
+    ParallelGlowCouplingLayer,
+    ParallelPermute,
+)
+from FrEIA.framework import GraphINN, InputNode, Node, OutputNode
 from omegaconf import DictConfig
 from torch import nn
-from torchvision.models import EfficientNet_B5_Weights, efficientnet_b5
-from torchvision.transforms.v2 import Compose, Normalize, Resize
 
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, seeded
+from cxrad.backbone import BackboneConfig, load_pretrained
+from cxrad.backbone.weights import feature_layer_strides
+from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor, seeded
 from cxrad.model.conditioning import MetadataSteps
 from cxrad.model.registry import register_model
 
-log = logging.getLogger(__name__)
-RANDOM_ENCODER = "random"
-LAYER = "features.6.8"  # the layer anomalib's CS-Flow reads
 SCALES = 3  # the film at full, half and quarter size
-# features.6.8 has stride 32, so the quarter-size film must still give a map of at least 2 x 2 positions.
-MIN_SIZE = 256
-WEIGHTS = EfficientNet_B5_Weights.IMAGENET1K_V1
-IMAGENET_MEAN, IMAGENET_STD = WEIGHTS.transforms().mean, WEIGHTS.transforms().std
+MIN_MAP = 2  # the quarter-size film's feature map must be at least 2 x 2 (the flow's cross-scale convolutions)
 
 
-def default_encoder_weights() -> Path:
-    """Where ``torchvision`` keeps its EfficientNet-B5 download (torch's hub cache)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / Path(WEIGHTS.url).name
+class BackboneMultiScaleFeatures(nn.Module):
+    """One timm layer's features of the film at full, half and quarter size (anomalib's extractor, any layer)."""
 
-
-def encoder_weights_path(setting: str | None) -> Path | None:
-    """The encoder's state-dict file for ``model.detector.encoder_weights`` (None for ``random``)."""
-    if setting == RANDOM_ENCODER:
-        return None
-    return default_encoder_weights() if setting is None else Path(str(setting)).expanduser()
-
-
-class CxrCsFlowFeatureExtractor(CsFlowMultiScaleFeatureExtractor):
-    """anomalib's multi-scale extractor (same forward) around an EfficientNet-B5 built without a download."""
-
-    def __init__(self, input_size: tuple[int, int], weights: Path | None) -> None:
-        nn.Module.__init__(self)  # the parent's __init__ would download the weights
-        self.n_scales = SCALES
+    def __init__(self, backbone: BackboneConfig, layer: str, input_size: tuple[int, int]) -> None:
+        super().__init__()
+        self.layer = layer
         self.input_size = input_size
-        network = efficientnet_b5(weights=None)
-        if weights is None:
-            log.warning("CS-Flow uses a RANDOM EfficientNet-B5 encoder (model.detector.encoder_weights=random)")
-        else:
-            network.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        self.feature_extractor = TimmFeatureExtractor(backbone=network, layers=[LAYER])
+        self.feature_extractor = TimmFeatureExtractor(backbone=backbone.timm_name, layers=[layer], pre_trained=False)
+
+    def forward(self, images: torch.Tensor) -> list[torch.Tensor]:
+        height, width = self.input_size
+        scaled = [images] + [F.interpolate(images, size=(height // 2**s, width // 2**s)) for s in range(1, SCALES)]
+        return [self.feature_extractor(film)[self.layer] for film in scaled]
+
+    @torch.no_grad()
+    def output_dims(self) -> list[tuple[int, int, int]]:
+        """(channels, height, width) of each scale's feature map, from one forward pass of a blank film."""
+        was_training = self.training
+        self.eval()
+        maps = self(torch.zeros(1, 3, *self.input_size))
+        self.train(was_training)
+        return [tuple(int(n) for n in feature.shape[1:]) for feature in maps]
 
 
-class CxrCsFlowModel(CsFlowModel):
-    """anomalib's CS-Flow network (same forward and scores) with :class:`CxrCsFlowFeatureExtractor`."""
+class LayerCrossScaleFlow(CrossScaleFlow):
+    """anomalib's cross-scale flow for any feature maps: its graph fixes B5's 304 channels and stride 32, so the
+    graph is rebuilt here with the same nodes (permutations, coupling layers, kernel sizes) on ``feature_dims``."""
 
     def __init__(
         self,
+        input_dims: tuple[int, int, int],
+        feature_dims: list[tuple[int, int, int]],
+        n_coupling_blocks: int,
+        clamp: float,
+        cross_conv_hidden_channels: int,
+    ) -> None:
+        self.feature_dims = feature_dims  # read by _create_graph, which CrossScaleFlow.__init__ calls
+        super().__init__(input_dims, n_coupling_blocks, clamp, cross_conv_hidden_channels)
+
+    def _create_graph(self) -> GraphINN:
+        nodes: list[Node] = [InputNode(*dims, name=f"input{index}") for index, dims in enumerate(self.feature_dims)]
+        for block in range(self.n_coupling_blocks):
+            nodes.append(
+                Node(
+                    inputs=[nodes[-3].out0, nodes[-2].out0, nodes[-1].out0]
+                    if block == 0
+                    else [nodes[-1].out0, nodes[-1].out1, nodes[-1].out2],
+                    module_type=ParallelPermute,
+                    module_args={"seed": block},
+                    name=f"permute_{block}",
+                )
+            )
+            nodes.append(
+                Node(
+                    inputs=[nodes[-1].out0, nodes[-1].out1, nodes[-1].out2],
+                    module_type=ParallelGlowCouplingLayer,
+                    module_args={
+                        "clamp": self.clamp,
+                        "subnet_args": {
+                            "channels_hidden": self.cross_conv_hidden_channels,
+                            "kernel_size": self.kernel_sizes[block],
+                        },
+                    },
+                    name=f"fc1_{block}",
+                )
+            )
+        last = nodes[-1]
+        nodes.extend(OutputNode([getattr(last, f"out{s}")], name=f"output_end{s}") for s in range(SCALES))
+        return GraphINN(nodes)
+
+
+class CxrCsFlowModel(CsFlowModel):
+    """anomalib's CS-Flow network (same forward, scores and maps) on :class:`BackboneMultiScaleFeatures`."""
+
+    def __init__(
+        self,
+        backbone: BackboneConfig,
+        layer: str,
         input_size: tuple[int, int],
-        weights: Path | None,
         cross_conv_hidden_channels: int,
         n_coupling_blocks: int,
         clamp: int,
     ) -> None:
-        nn.Module.__init__(self)  # CsFlowModel.__init__ builds anomalib's downloading extractor
+        nn.Module.__init__(self)  # CsFlowModel.__init__ builds anomalib's downloading B5 extractor
         self.input_dims = (3, *input_size)
         self.clamp = clamp
         self.cross_conv_hidden_channels = cross_conv_hidden_channels
-        self.feature_extractor = CxrCsFlowFeatureExtractor(input_size, weights).eval()
-        self.graph = CrossScaleFlow(
-            input_dims=self.input_dims,
-            n_coupling_blocks=n_coupling_blocks,
-            clamp=clamp,
-            cross_conv_hidden_channels=cross_conv_hidden_channels,
+        self.feature_extractor = BackboneMultiScaleFeatures(backbone, layer, input_size).eval()
+        self.graph = LayerCrossScaleFlow(
+            self.input_dims, self.feature_extractor.output_dims(), n_coupling_blocks, clamp, cross_conv_hidden_channels
         )
         self.anomaly_map_generator = AnomalyMapGenerator(input_dims=self.input_dims, mode=AnomalyMapMode.ALL)
 
@@ -96,61 +137,57 @@ class CxrCsflow(MetadataSteps, Csflow):
 
     def __init__(
         self,
-        weights: Path | None,
+        backbone: BackboneConfig,
+        image_size: int,
         cross_conv_hidden_channels: int,
         n_coupling_blocks: int,
         clamp: int,
-        pre_processor: PreProcessor,
     ) -> None:
         # Csflow.__init__ would build anomalib's network; its parent's sets up the pre-processor and flags.
-        super(Csflow, self).__init__(pre_processor=pre_processor, **NO_ANOMALIB_POSTPROCESSING)
+        super(Csflow, self).__init__(pre_processor=pre_processor(image_size, backbone), **NO_ANOMALIB_POSTPROCESSING)
         self.cross_conv_hidden_channels = cross_conv_hidden_channels
         self.n_coupling_blocks = n_coupling_blocks
         self.clamp = clamp
         self.num_channels = 3
-        self.model = CxrCsFlowModel(self.input_size, weights, cross_conv_hidden_channels, n_coupling_blocks, clamp)
+        (layer,) = backbone.layers_for("csflow")
+        self.model = CxrCsFlowModel(
+            backbone, layer, (image_size, image_size), cross_conv_hidden_channels, n_coupling_blocks, clamp
+        )
         self.loss = CsFlowLoss()
 
 
 def validate_csflow(cfg: DictConfig) -> None:
-    """Films of at least 256 px (divisible by 128), and the encoder's weights file exists (nothing is downloaded)."""
+    """One feature layer, and a film size whose three scales give feature maps that halve exactly, down to 2 x 2."""
+    layers = list(cfg.backbone.layers.csflow)
+    if len(layers) != 1:
+        msg = f"backbone.layers.csflow={layers} must name one layer (CS-Flow reads one level at three scales)"
+        raise ValueError(msg)
+    stride = feature_layer_strides(cfg.backbone.timm_name)[layers[0]]
+    step = stride * 2 ** (SCALES - 1)
     size = cfg.preprocessing.image_size
-    if size < MIN_SIZE or size % 128:
+    if size % step or size // step < MIN_MAP:
+        fix = max(MIN_MAP, round(size / step)) * step
         msg = (
-            f"model=csflow needs preprocessing.image_size >= {MIN_SIZE} and divisible by 128 (its quarter-size "
-            f"film must give EfficientNet-B5 maps of 2 x 2 or more), got {size}; set preprocessing.image_size=256"
-        )
-        raise ValueError(msg)
-    setting = cfg.model.detector.encoder_weights
-    path = encoder_weights_path(setting)
-    if path is not None and not path.is_file():
-        msg = (
-            f"model=csflow needs torchvision's ImageNet EfficientNet-B5 weights: {path} is not a file "
-            f"(model.detector.encoder_weights={setting}); download {WEIGHTS.url} there or pass its path, or "
-            "model.detector.encoder_weights=random (tests only)"
+            f"model=csflow on backbone.layers.csflow={layers} (stride {stride}) needs preprocessing.image_size a "
+            f"multiple of {step} and at least {MIN_MAP * step} (its quarter-size film must give a {MIN_MAP} x "
+            f"{MIN_MAP} map), got {size}; set preprocessing.image_size={fix} or choose a shallower layer"
         )
         raise ValueError(msg)
 
 
-@register_model("csflow", uses_backbone=False, validate=validate_csflow)
+@register_model("csflow", validate=validate_csflow)
 def build_csflow(
+    backbone: BackboneConfig,
     image_size: int,
-    encoder_weights: str | None = None,
     cross_conv_hidden_channels: int = 1024,
     n_coupling_blocks: int = 4,
     clamp: int = 3,
     seed: int = 0,
     conditioning: dict | None = None,
-    backbone: None = None,
 ) -> CxrCsflow:
-    """CS-Flow with anomalib's defaults; ``encoder_weights``: a state-dict path, None (hub cache) or ``random``."""
-    del conditioning, backbone  # FiLM is refused by validate; the encoder is fixed by the method
-    transform = Compose([Resize((image_size, image_size), antialias=True), Normalize(IMAGENET_MEAN, IMAGENET_STD)])
+    """CS-Flow with anomalib's defaults on the single layer of ``backbone.layers.csflow``."""
+    del conditioning  # FiLM is refused by validate (registered without film)
     with seeded(seed):
-        return CxrCsflow(
-            encoder_weights_path(encoder_weights),
-            cross_conv_hidden_channels,
-            n_coupling_blocks,
-            clamp,
-            PreProcessor(transform=transform),
-        )
+        model = CxrCsflow(backbone, image_size, cross_conv_hidden_channels, n_coupling_blocks, clamp)
+    load_pretrained(model.model.feature_extractor.feature_extractor.feature_extractor, backbone)
+    return model

@@ -12,8 +12,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from torchvision.models import efficientnet_b5
 
 from cxrad.model.registry import model_spec, registered_models
 from tests.integration.conftest import TINY, read_predictions
@@ -31,8 +29,8 @@ TINY_MODEL = {
         "model.detector.fiber_batch_size=16",
     ],
 }
-# Over ~40 s a run on one CPU even shrunk (EfficientAd and CS-Flow need 256 px films; DRAEM trains two U-Nets).
-SLOW = {"cflow", "csflow", "draem", "efficient_ad"}
+# Over ~40 s a run on one CPU even shrunk (EfficientAd needs 256 px films; DRAEM trains two U-Nets).
+SLOW = {"cflow", "draem", "efficient_ad"}
 HEATMAP_TOP_K = next(int(o.split("=")[1]) for o in TINY if o.startswith("heatmap_top_k="))
 
 
@@ -49,26 +47,6 @@ def natural_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture(scope="session")
-def csflow_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A torchvision EfficientNet-B5 state-dict file standing in for the ImageNet one CS-Flow loads.
-
-    A freshly initialised B5's features vanish (about 1e-12 at features.6.8, so every film would score 0); its
-    BatchNorm statistics are estimated on one batch of noise so the stand-in's features have unit scale.
-    """
-    torch.manual_seed(0)
-    network = efficientnet_b5()
-    for module in network.modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            module.momentum = None  # running statistics = this batch's statistics
-    network.train()
-    with torch.no_grad():
-        network(torch.randn(4, 3, 256, 256))
-    path = tmp_path_factory.mktemp("csflow") / "efficientnet_b5.pth"
-    torch.save(network.state_dict(), path)
-    return path
-
-
 def _overrides(name: str, request: pytest.FixtureRequest, *extra: str) -> list[str]:
     """``name``'s overrides for a tiny run; the local assets a model needs are made only when it needs them."""
     backbone = [BACKBONE, RANDOM] if model_spec(name).uses_backbone else []
@@ -81,7 +59,6 @@ def _overrides(name: str, request: pytest.FixtureRequest, *extra: str) -> list[s
         ]
     if name == "csflow":
         tiny = [
-            f"model.detector.encoder_weights={request.getfixturevalue('csflow_encoder')}",
             "model.detector.cross_conv_hidden_channels=16",
             "model.detector.n_coupling_blocks=1",
             "preprocessing.image_size=256",
