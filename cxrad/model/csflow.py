@@ -28,9 +28,9 @@ from FrEIA.framework import GraphINN, InputNode, Node, OutputNode
 from omegaconf import DictConfig
 from torch import nn
 
-from cxrad.backbone import BackboneConfig, load_pretrained
+from cxrad.backbone import BackboneConfig
 from cxrad.backbone.weights import feature_layer_strides
-from cxrad.model.common import NO_ANOMALIB_POSTPROCESSING, pre_processor, seeded
+from cxrad.model.common import anomalib_detector
 from cxrad.model.conditioning import MetadataSteps
 from cxrad.model.registry import register_model
 
@@ -137,21 +137,22 @@ class CxrCsflow(MetadataSteps, Csflow):
 
     def __init__(
         self,
-        backbone: BackboneConfig,
+        backbone_config: BackboneConfig,
         image_size: int,
         cross_conv_hidden_channels: int,
         n_coupling_blocks: int,
         clamp: int,
+        **anomalib_args: object,
     ) -> None:
-        # Csflow.__init__ would build anomalib's network; its parent's sets up the pre-processor and flags.
-        super(Csflow, self).__init__(pre_processor=pre_processor(image_size, backbone), **NO_ANOMALIB_POSTPROCESSING)
+        # Csflow.__init__ would build anomalib's network; its parent's takes the pre-processor and flags.
+        super(Csflow, self).__init__(**anomalib_args)
         self.cross_conv_hidden_channels = cross_conv_hidden_channels
         self.n_coupling_blocks = n_coupling_blocks
         self.clamp = clamp
         self.num_channels = 3
-        (layer,) = backbone.layers_for("csflow")
+        (layer,) = backbone_config.layers_for("csflow")
         self.model = CxrCsFlowModel(
-            backbone, layer, (image_size, image_size), cross_conv_hidden_channels, n_coupling_blocks, clamp
+            backbone_config, layer, (image_size, image_size), cross_conv_hidden_channels, n_coupling_blocks, clamp
         )
         self.loss = CsFlowLoss()
 
@@ -187,7 +188,15 @@ def build_csflow(
 ) -> CxrCsflow:
     """CS-Flow with anomalib's defaults on the single layer of ``backbone.layers.csflow``."""
     del conditioning  # FiLM is refused by validate (registered without film)
-    with seeded(seed):
-        model = CxrCsflow(backbone, image_size, cross_conv_hidden_channels, n_coupling_blocks, clamp)
-    load_pretrained(model.model.feature_extractor.feature_extractor.feature_extractor, backbone)
-    return model
+    return anomalib_detector(
+        CxrCsflow,
+        backbone,
+        image_size,
+        seed,
+        lambda model: model.model.feature_extractor.feature_extractor.feature_extractor,
+        backbone_config=backbone,
+        image_size=image_size,
+        cross_conv_hidden_channels=cross_conv_hidden_channels,
+        n_coupling_blocks=n_coupling_blocks,
+        clamp=clamp,
+    )
