@@ -9,11 +9,11 @@ import pytest
 import torch
 from anomalib.models.image.csflow.torch_model import CrossScaleFlow
 from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
 
 from cxrad.backbone import BackboneConfig
 from cxrad.backbone.weights import lite0_state_dict
 from cxrad.model.csflow import LayerCrossScaleFlow, build_csflow, validate_csflow
+from tests.backbones import backbone_config
 from tests.lesion_films import loader, normal_films, paste_blob, predict, trainer
 
 CONF = Path(__file__).resolve().parents[3] / "conf"
@@ -26,10 +26,8 @@ def _cfg(*overrides: str):
 
 def _lite0(pretrained: bool, layer: str | None = None) -> BackboneConfig:
     """The real ``conf/backbone/efficientnet_lite0.yaml``, optionally on another CS-Flow layer."""
-    fields = OmegaConf.to_container(OmegaConf.load(CONF / "backbone" / "efficientnet_lite0.yaml"))
-    if layer is not None:
-        fields["layers"]["csflow"] = [layer]
-    return BackboneConfig(**{**fields, "pretrained": pretrained})
+    layers = {"csflow": [layer]} if layer is not None else {}
+    return backbone_config("efficientnet_lite0", pretrained=pretrained, **layers)
 
 
 def _input_dims(model) -> list[tuple[int, ...]]:

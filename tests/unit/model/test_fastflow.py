@@ -8,7 +8,6 @@ import pytest
 import torch
 from anomalib.models.image.fastflow.torch_model import FastflowModel
 from lightning.pytorch import Trainer
-from omegaconf import OmegaConf
 from torch.utils.data import DataLoader
 
 from cxrad.backbone import BackboneConfig
@@ -18,17 +17,16 @@ from cxrad.model.checkpoint import WeightsOnlyCheckpoint, load_weights, read_che
 from cxrad.model.components.conditional_flow import ConditionalFastflowModel
 from cxrad.model.conditioning import metadata_of
 from cxrad.model.fastflow import CxrFastflow, build_fastflow
+from tests.backbones import backbone_config
 
 SIZE = 64
 FILM = {"name": "film"}
-CONF = Path(__file__).resolve().parents[3] / "conf"
 META_DIM = MetadataEncoder().dim
 
 
 def _backbone(name: str) -> BackboneConfig:
     """The real ``conf/backbone/<name>.yaml`` with random weights."""
-    fields = OmegaConf.to_container(OmegaConf.load(CONF / "backbone" / f"{name}.yaml"))
-    return BackboneConfig(**{**fields, "pretrained": False})
+    return backbone_config(name)
 
 
 def _batch(view: str = "AP", seed: int = 0) -> CxrBatch:

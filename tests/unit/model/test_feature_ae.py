@@ -8,24 +8,22 @@ import numpy as np
 import pytest
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
-from omegaconf import OmegaConf
 
 from cxrad.backbone import BackboneConfig
 from cxrad.model.components.feature_ae import ConvAutoencoder, FeatureAEModel, reconstruction_error
 from cxrad.model.feature_ae import CxrFeatureAE, build_feature_ae
 from cxrad.validate import validate
+from tests.backbones import backbone_config
 from tests.integration.conftest import compose_config
 from tests.lesion_films import loader, normal_films, paste_blob, predict, trainer
 
-CONF = Path(__file__).resolve().parents[3] / "conf"
 SIZE = 64
 STRIDE = 4  # the error map's grid: resnet18's layer1, the shallowest configured layer
 
 
 def _resnet18() -> BackboneConfig:
     """The real ``conf/backbone/resnet18.yaml`` (``layers.feature_ae: [layer1, layer2, layer3]``), random weights."""
-    fields = OmegaConf.to_container(OmegaConf.load(CONF / "backbone" / "resnet18.yaml"))
-    return BackboneConfig(**{**fields, "pretrained": False})
+    return backbone_config("resnet18")
 
 
 class EpochLosses(Callback):

@@ -7,7 +7,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import OmegaConf
 from sklearn.covariance import LedoitWolf
 
 from cxrad.backbone import BackboneConfig
@@ -15,18 +14,16 @@ from cxrad.model.checkpoint import load_weights, read_checkpoint
 from cxrad.model.components.global_gaussian import GlobalGaussianModel, pool_mean_max
 from cxrad.model.components.ledoit_wolf import StreamingLedoitWolf, mahalanobis, precision
 from cxrad.model.global_gaussian import CxrGlobalGaussian, build_global_gaussian
+from tests.backbones import backbone_config
 from tests.lesion_films import loader, normal_films, paste_blob, predict, trainer
 
-CONF = Path(__file__).resolve().parents[3] / "conf"
 SIZE = 128
 STRIDE = 32  # resnet18's layer4, the configured (deepest) layer
 
 
 def _resnet18() -> BackboneConfig:
     """The real ``conf/backbone/resnet18.yaml`` (``layers.global_gaussian: [layer4]``) with random weights."""
-    return BackboneConfig(
-        **{**OmegaConf.to_container(OmegaConf.load(CONF / "backbone" / "resnet18.yaml")), "pretrained": False}
-    )
+    return backbone_config("resnet18")
 
 
 def _vectors(seed: int = 0) -> np.ndarray:
